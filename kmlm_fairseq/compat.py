@@ -6,9 +6,15 @@ numpy 2 removed ``np.compat``; fairseq still reads ``np.compat.long`` (``TokenBl
 torch >= 2.6 defaults ``torch.load`` to ``weights_only=True``; fairseq's checkpoints pickle the training
 ``argparse.Namespace`` (and omegaconf containers when a config is saved), so fairseq's own ``torch.load`` fails
 with "Unsupported global: argparse.Namespace". Allow-listing those classes keeps the safe loader for everything else.
+
+fairseq saves a checkpoint atomically (temp file + rename), then copies it to ``checkpoint_last.pt`` /
+``checkpoint_best.pt`` with ``shutil.copyfile`` in place: a run killed during that copy leaves a truncated
+``checkpoint_last.pt`` that the next run fails to resume from. Local copies go through a temp file + rename instead.
 """
 import argparse
 import collections
+import os
+import shutil
 import types
 import typing
 
@@ -43,5 +49,26 @@ def restore_numpy_compat_long():
         np.compat = types.SimpleNamespace(long=int)
 
 
+def copy_checkpoints_atomically():
+    from fairseq.file_io import PathManager
+
+    stock_copy = PathManager.copy
+
+    def atomic_copy(src_path, dst_path, overwrite=False):
+        if PathManager.path_requires_pathmanager(dst_path):  # a remote store (iopath): its own semantics
+            return stock_copy(src_path, dst_path, overwrite)
+        tmp = f"{dst_path}.tmp-{os.getpid()}"
+        try:
+            shutil.copyfile(src_path, tmp)
+            os.replace(tmp, dst_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+
+    PathManager.copy = staticmethod(atomic_copy)
+
+
 allow_fairseq_checkpoint_globals()
 restore_numpy_compat_long()
+copy_checkpoints_atomically()
