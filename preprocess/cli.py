@@ -25,7 +25,8 @@ STAGES = {
     "binarize": ("preprocess.binarize", "knowledge + reasoning samples -> fairseq datasets with span tags"),
     "plain": ("preprocess.plain", "plain text files per language -> fairseq mmap datasets"),
     "report": ("preprocess.report", "dataset report: counts, distributions, plots"),
-    "pipeline": ("preprocess.pipeline", "run the data stages in order, skipping those up to date (Make-like)"),
+    "pipeline": ("preprocess.pipeline",
+                 "run the stages in order (data, then optionally train, export, eval), skipping those up to date"),
 }
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -1,28 +1,34 @@
-"""``kmlm-preprocess pipeline``: run the data stages in order, Make-like, skipping those already done as asked.
+"""``kmlm-preprocess pipeline``: run the stages in order, Make-like, skipping those already done as asked.
 
-Input: the settings of a run (Wikidata dump files, seed, languages, XLR sizes, vocabulary size, plain text) and
-``--set STAGE.option=value`` for any other stage option. Output: WORKDIR laid out as in run/demo.sh::
+Input: the settings of a run (Wikidata dump files, seed, languages, XLR sizes, vocabulary size, plain text;
+optionally a training config, an initial checkpoint and evaluations) and ``--set STAGE.option=value`` for any other
+stage option. Output: WORKDIR laid out as in run/demo.sh::
 
-    tables/ sentences/ cycles/ xlr/ reasoning/ report/ [plain_text/] data/
+    tables/ sentences/ cycles/ xlr/ reasoning/ report/ [plain_text/] data/ [checkpoints/ hf/ eval_xlr/]
 
-Each stage runs as ``python -m preprocess.cli STAGE ...`` in its own process (memory is returned after it, and a
-killed driver kills its stage: Linux PR_SET_PDEATHSIG). After a stage succeeds the driver writes its completion
-marker ``WORKDIR/<its directory>/.done.<stage>.json`` (atomically; no timestamps, so equal runs give equal files)
-holding a fingerprint: a hash of the stage name, its exact arguments (WORKDIR written as ``{WORKDIR}``, so a
-moved WORKDIR stays valid), the fingerprints of the stages it reads, the path, size and mtime of each file it
-reads from outside WORKDIR, and the source of its module and of the preprocess modules that module imports.
+Each stage runs as ``python -m MODULE ...`` in its own process (``preprocess.cli STAGE`` for the data stages,
+fairseq's ``fairseq_cli.hydra_train`` for train, ``kmlm_fairseq.export.cli hf``, ``kmlm_fairseq.evaluation.cli
+xlr``): memory is returned after it, and a killed driver kills its stage (Linux PR_SET_PDEATHSIG). After a stage
+succeeds the driver writes its completion marker ``WORKDIR/<its directory>/.done.<stage>.json`` (atomically; no
+timestamps, so equal runs give equal files) holding a fingerprint: a hash of the stage name, its exact arguments
+(WORKDIR written as ``{WORKDIR}``, so a moved WORKDIR stays valid), the fingerprints of the stages it reads, the
+path, size and mtime of each file it reads from outside WORKDIR, and its code: the source of its module and of
+the modules of ours that it imports (for train also configs/ and the fairseq and torch versions).
 
 A stage is skipped iff its marker holds the fingerprint the current settings give and its outputs exist. A stage
 runs when it is not, when ``--force`` names it, or when a stage it reads runs. Before anything runs, the markers of
 every stage about to run are removed, and each stage's outputs are cleared just before it runs, so a killed run is
-never taken as complete and never leaves stale files. The plan is logged one line a stage ("skip (up to date)" /
-"run (reason: ...)"); ``--dry-run`` prints it and the commands without running anything.
+never taken as complete and never leaves stale files. The one exception is resumable work: train records the
+fingerprint it started with (``.started.train.json``), and when only its completion marker is missing (it was
+killed) and that fingerprint still holds, it keeps its checkpoints and fairseq continues from checkpoint_last.pt.
+The plan is logged one line a stage ("skip (up to date)" / "run (reason: ...)"); ``--dry-run`` prints it and the
+commands without running anything.
 """
 import argparse
 import ctypes
 import fcntl
 import hashlib
-import importlib.util
+import importlib.metadata
 import json
 import logging
 import os
@@ -41,7 +47,9 @@ from preprocess.common import UserFacingError, parse_languages, write_text
 logger = logging.getLogger("kmlm-preprocess pipeline")
 
 WORKDIR = "{WORKDIR}"  # placeholder in a step's arguments, resolved when it runs
+REPO = "{REPO}"  # the repository (configs/), likewise
 LOCK_FILE = ".pipeline.lock"
+NO_MARKER = "no completion marker"  # the one reason a resumable step continues its interrupted run
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,16 +57,40 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class Step:
     """One stage invocation of the pipeline."""
 
-    stage: str  # the kmlm-preprocess subcommand
+    stage: str  # the kmlm-preprocess subcommand, or train / export / eval-xlr
     directory: str  # where it writes, relative to WORKDIR (also where its marker goes)
-    argv: tuple  # arguments after the subcommand; may hold {WORKDIR} and *-globs resolved at run time
+    argv: tuple  # arguments after the subcommand; may hold {WORKDIR} and {WORKDIR}/*-globs resolved at run time
     inputs: tuple = ()  # steps whose outputs it reads
     external: tuple = ()  # files outside WORKDIR it reads
     outputs: tuple = ()  # what it makes, relative to WORKDIR: must exist for it to count as done
     owns_directory: bool = True  # False: it shares its directory; only its outputs and temp files are cleared
+    entry: tuple = ()  # `python -m ENTRY...` runs it (default: preprocess.cli STAGE)
+    code_modules: tuple = ()  # modules whose source (and what they import of ours) is in the fingerprint
+    code_files: tuple = ()  # more files in the fingerprint: globs relative to the repository
+    code_packages: tuple = ()  # installed packages (import names) whose versions are in the fingerprint
+    hydra_overrides: bool = False  # --set STAGE.key=value passes Hydra's key=value, not --key value
+    first_launch_argv: tuple = ()  # arguments only for a start from nothing (not for a resumed run)
+    resumable: bool = False  # a killed run continues from what it left (training: checkpoint_last.pt)
+    log: str = None  # relative to WORKDIR: the stage's output goes here (appended); `echo` picks what is shown
+    echo: object = None  # line -> text to print, or None
+    description: str = ""
 
     def marker(self, workdir):
         return Path(workdir) / self.directory / f".done.{self.stage}.json"
+
+    def started_marker(self, workdir):
+        """Of a resumable step: the fingerprint of the run its directory holds the partial work of."""
+        return Path(workdir) / self.directory / f".started.{self.stage}.json"
+
+    def command(self):
+        entry = self.entry or ("preprocess.cli", self.stage)
+        return [sys.executable, "-m", *entry]
+
+    def modules(self):
+        return self.code_modules or (STAGES[self.stage][0],)
+
+    def about(self):
+        return self.description or STAGES[self.stage][1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,6 +119,14 @@ def add_arguments(parser):
     plain.add_argument("--plain", nargs="+", metavar="[LANG=]FILE", help="the plain-text stream: these files")
     run.add_argument("--set", action="append", default=[], metavar="STAGE.option[=value]", dest="overrides",
                      help="pass --option [value] to STAGE, e.g. --set cycles.max-apexes=4 (repeatable)")
+    model = parser.add_argument_group("training, export and evaluation (optional; after the data stages)")
+    model.add_argument("--train", metavar="CONFIG",
+                       help="train with configs/CONFIG.yaml on WORKDIR/data into WORKDIR/checkpoints (e.g. tiny_cpu), "
+                            "then export checkpoint_last.pt to WORKDIR/hf; --set train.KEY=VALUE is a Hydra override")
+    model.add_argument("--init", metavar="CHECKPOINT",
+                       help="start training from this fairseq checkpoint (e.g. XLM-R's model.pt; +init=pretrained)")
+    model.add_argument("--eval", choices=["xlr"], action="append", default=[],
+                       help="evaluate the exported model on the run's XLR dataset into WORKDIR/eval_xlr")
     control = parser.add_argument_group("control")
     control.add_argument("--force", action="append", default=[], metavar="STAGE",
                          help="re-run STAGE (and so every stage reading it) even if up to date (repeatable)")
@@ -173,11 +213,86 @@ def build_steps(args):
         steps.append(Step("plain", "data", ("-o", f"{W}/data", *seed, *workers, *tokenizer, *plain_args),
                           inputs=(*tokenizer_inputs, *plain_inputs), external=(*tokenizer_files, *plain_external),
                           outputs=("data/plain",), owns_directory=False))
+    steps += model_steps(args, data_stages=[step.stage for step in steps if step.directory == "data"])
     return apply_overrides(steps, args.overrides)
 
 
+def model_steps(args, data_stages):
+    """train -> export (-> eval-xlr): the steps after the data, when --train names a config."""
+    if not args.train:
+        if args.init or args.eval:
+            raise UserFacingError("--init and --eval need --train CONFIG")
+        return []
+    if not (REPO_ROOT / "configs" / f"{args.train}.yaml").is_file():
+        names = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.yaml"))
+        raise UserFacingError(f"--train {args.train}: no configs/{args.train}.yaml (configs: {', '.join(names)})")
+    W = WORKDIR
+    streams = ",".join(s for s in ("plain", "knowledge", "reasoning") if s != "plain" or "plain" in data_stages)
+    init, init_file = (), ()
+    if args.init:
+        init_file = (str(Path(args.init).resolve()),)
+        init = ("+init=pretrained", f"checkpoint.restore_file={init_file[0]}")
+    steps = [
+        Step("train", "checkpoints", ("--config-dir", f"{REPO}/configs", "--config-name", args.train,
+                                      f"task.data={W}/data", f"checkpoint.save_dir={W}/checkpoints",
+                                      f"task.streams='{streams}'"),
+             inputs=tuple(data_stages), external=init_file, outputs=("checkpoints/checkpoint_last.pt",),
+             entry=("fairseq_cli.hydra_train",), code_modules=("kmlm_fairseq",), code_files=("configs/**/*.yaml",),
+             code_packages=("fairseq", "torch"), hydra_overrides=True, first_launch_argv=init, resumable=True,
+             log="checkpoints/train.log", echo=TrainingProgress(),
+             description=f"fairseq-hydra-train --config-name {args.train} (log: checkpoints/train.log)"),
+        Step("export", "hf", (f"{W}/checkpoints/checkpoint_last.pt", f"{W}/hf"), inputs=("train",),
+             outputs=("hf/config.json",), entry=("kmlm_fairseq.export.cli", "hf"),
+             code_modules=("kmlm_fairseq.export.cli", "kmlm_fairseq.export.to_hf"),
+             code_packages=("transformers", "torch"),
+             description="checkpoint_last.pt -> a Hugging Face model, checked against fairseq's logits"),
+    ]
+    if "xlr" in args.eval:
+        steps.append(Step("eval-xlr", "eval_xlr", ("--model", f"{args.train}={W}/hf", "--data", f"{W}/xlr",
+                                                   "--output", f"{W}/eval_xlr", "--seed", str(args.seed)),
+                          inputs=("export", "xlr"), outputs=("eval_xlr/results.md",),
+                          entry=("kmlm_fairseq.evaluation.cli", "xlr"),
+                          code_modules=("kmlm_fairseq.evaluation.cli", "kmlm_fairseq.evaluation.xlr"),
+                          code_packages=("transformers", "torch"),
+                          description="fine-tune on English XLR, accuracy per language"))
+    return steps
+
+
+class TrainingProgress:
+    """Echo of fairseq's log: one table row per logged update and per validation, and any error line."""
+
+    FIELDS = ("loss", "plain_loss", "knowledge_loss", "reasoning_loss")
+
+    def __init__(self):
+        self.header_shown = False
+
+    @staticmethod
+    def field(line, name):
+        """The number after "name=" or "name " (not after "plain_name=")."""
+        match = re.search(rf"[ ,|]{name}[= ]([0-9.]+)", line)
+        return match.group(1) if match else "-"
+
+    def __call__(self, line):
+        if re.match(r"epoch \d+: .*num_updates=", line):
+            row = "%8s" % self.field(line, "num_updates")
+        elif "valid on" in line:
+            row = "   valid"
+        elif "Traceback" in line or "Error" in line:
+            return line.rstrip("\n")
+        else:
+            return None
+        row += "".join(" %14s" % self.field(line, name) for name in self.FIELDS)
+        if row.startswith("   valid"):
+            row += "   (update %s)" % self.field(line, "num_updates")
+        if not self.header_shown:
+            self.header_shown = True
+            row = "%8s" % "update" + "".join(" %14s" % name for name in self.FIELDS) + "\n" + row
+        return row
+
+
 def apply_overrides(steps, overrides):
-    """``--set STAGE.option=value`` -> ``--option value`` appended to STAGE's arguments (argparse: last wins)."""
+    """``--set STAGE.option=value`` -> ``--option value`` appended to STAGE's arguments (argparse: last wins), or
+    Hydra's ``option=value`` for train. A value naming an existing file makes that file an input of the stage."""
     by_stage = {step.stage: step for step in steps}
     for override in overrides:
         target, _, value = override.partition("=")
@@ -185,9 +300,13 @@ def apply_overrides(steps, overrides):
         if not dot or not option or stage not in by_stage:
             raise UserFacingError(f"--set {override}: expected STAGE.option[=value] with STAGE one of "
                                   f"{', '.join(by_stage)}")
-        extra = (f"--{option.lstrip('-')}",) + ((value,) if "=" in override else ())
         step = by_stage[stage]
-        by_stage[stage] = Step(**{**step.__dict__, "argv": step.argv + extra})
+        if step.hydra_overrides:
+            extra = (f"{option}={value}",)
+        else:
+            extra = (f"--{option.lstrip('-')}",) + ((value,) if "=" in override else ())
+        external = (str(Path(value).resolve()),) if value and Path(value).is_file() else ()
+        by_stage[stage] = Step(**{**step.__dict__, "argv": step.argv + extra, "external": step.external + external})
     return [by_stage[step.stage] for step in steps]
 
 
@@ -195,28 +314,63 @@ def apply_overrides(steps, overrides):
 # fingerprints
 
 
-def module_sources(module_name):
-    """{module: source} of a stage module and every preprocess module it imports, transitively."""
-    sources, todo = {}, [module_name]
+OUR_PACKAGES = ("preprocess", "kmlm_fairseq")
+
+
+def module_file(name):
+    """The source file of one of our modules or packages (found by path: importing would load torch)."""
+    path = REPO_ROOT.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(name, source):
+    """Our modules that importing ``name`` runs: its parent packages and what its source imports."""
+    parts = name.split(".")
+    yield from (".".join(parts[:i]) for i in range(1, len(parts)))
+    package = r"((?:%s)(?:\.\w+)*)" % "|".join(OUR_PACKAGES)
+    yield from re.findall(rf"^\s*import {package}", source, flags=re.MULTILINE)
+    for base, names in re.findall(rf"^\s*from {package} import (\([^)]*\)|.*)", source, flags=re.MULTILINE):
+        yield base
+        for imported in re.sub(r"#.*", "", names).strip("()").split(","):
+            imported = imported.split(" as ")[0].strip()
+            if imported and module_file(f"{base}.{imported}"):
+                yield f"{base}.{imported}"
+
+
+def module_sources(*module_names):
+    """{module: source} of the given modules and every module of ours they import, transitively."""
+    sources, todo = {}, list(module_names)
     while todo:
         name = todo.pop()
-        if name in sources:
+        if name in sources or module_file(name) is None:
             continue
-        sources[name] = Path(importlib.util.find_spec(name).origin).read_text(encoding="utf-8")
-        for line in sources[name].splitlines():
-            match = re.match(r"\s*(?:from|import) preprocess\.(\w+)", line)
-            if match:
-                todo.append(f"preprocess.{match.group(1)}")
-            match = re.match(r"\s*from preprocess import ([\w, ]+)", line)
-            if match:
-                todo.extend(f"preprocess.{n.strip()}" for n in match.group(1).split(",") if n.strip())
+        sources[name] = module_file(name).read_text(encoding="utf-8")
+        todo.extend(imported_modules(name, sources[name]))
     return sources
 
 
-def code_version(stage):
+def installed_version(package):
+    """The version of the distribution that provides ``import package`` (fairseq comes as fairseq-fixed)."""
+    names = importlib.metadata.packages_distributions().get(package, [package])
+    try:
+        return importlib.metadata.version(names[0])
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def code_version(step):
+    """A hash of the code that makes the step's outputs: our modules, config files, package versions."""
     digest = hashlib.sha256()
-    for name, source in sorted(module_sources(STAGES[stage][0]).items()):
+    for name, source in sorted(module_sources(*step.modules()).items()):
         digest.update(f"{name}\0{source}\0".encode("utf-8"))
+    for pattern in step.code_files:
+        for path in sorted(REPO_ROOT.glob(pattern)):
+            digest.update(f"{path.relative_to(REPO_ROOT)}\0".encode("utf-8") + path.read_bytes())
+    for package in step.code_packages:
+        digest.update(f"{package}=={installed_version(package)}\0".encode("utf-8"))
     return digest.hexdigest()[:16]
 
 
@@ -232,10 +386,10 @@ def marker_record(step, input_fingerprints):
     """What a step's marker holds: its fingerprint and the parts it is hashed from (deterministic: no clock)."""
     record = {
         "stage": step.stage,
-        "argv": list(step.argv),
+        "argv": list(step.argv + step.first_launch_argv),
         "inputs": {name: input_fingerprints[name] for name in step.inputs},
         "external": [file_state(path) for path in step.external],
-        "code": code_version(step.stage),
+        "code": code_version(step),
     }
     text = json.dumps(record, sort_keys=True, ensure_ascii=False)
     return {"fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(), **record}
@@ -254,7 +408,7 @@ def stale_reason(step, record, workdir):
     """Why a step must run (None: it is up to date)."""
     old = read_marker(step.marker(workdir))
     if old is None:
-        return "no completion marker"
+        return NO_MARKER
     if old.get("fingerprint") != record["fingerprint"]:
         return changed_part(old, record)
     missing = [out for out in step.outputs if not (Path(workdir) / out).exists()]
@@ -303,19 +457,19 @@ def make_plan(steps, workdir, forced):
     return plan
 
 
-def resolve_argv(step, workdir):
-    """{WORKDIR} -> the directory; an argument holding a * -> the files it matches, sorted."""
-    argv = []
-    for arg in step.argv:
-        arg = arg.replace(WORKDIR, str(workdir))
-        if "*" in arg:
-            matches = sorted(Path(arg).parent.glob(Path(arg).name))
+def resolve_argv(argv, workdir):
+    """{WORKDIR} -> the directory; a {WORKDIR}/ argument holding a * -> the files it matches, sorted."""
+    resolved = []
+    for arg in argv:
+        if arg.startswith(WORKDIR) and "*" in arg:
+            pattern = Path(arg.replace(WORKDIR, str(workdir)))
+            matches = sorted(pattern.parent.glob(pattern.name))
             if not matches:
-                raise UserFacingError(f"stage {step.stage}: no file matches {arg}")
-            argv.extend(str(m) for m in matches)
+                raise UserFacingError(f"no file matches {pattern}")
+            resolved.extend(str(m) for m in matches)
         else:
-            argv.append(arg)
-    return argv
+            resolved.append(arg.replace(WORKDIR, str(workdir)).replace(REPO, str(REPO_ROOT)))
+    return resolved
 
 
 def clear_outputs(step, workdir):
@@ -324,6 +478,8 @@ def clear_outputs(step, workdir):
     if step.owns_directory:
         if directory.exists():
             shutil.rmtree(directory)
+        for tmp in directory.parent.glob(f".{directory.name}.tmp-*"):  # a killed atomic_directory's
+            shutil.rmtree(tmp)
         return
     for out in step.outputs:
         path = Path(workdir) / out
@@ -349,16 +505,51 @@ def stage_environment():
     return env
 
 
-def run_step(step, record, workdir):
+def start_or_resume(step, record, workdir):
+    """Clear the step's outputs, unless it is resumable and they are the partial work of a run with these
+    settings; returns its arguments for this launch."""
+    if step.resumable:
+        started = read_marker(step.started_marker(workdir))
+        if started and started.get("fingerprint") == record["fingerprint"]:
+            logger.info("%s: continuing the interrupted run in %s", step.stage, Path(workdir) / step.directory)
+            return step.argv
     clear_outputs(step, workdir)
-    argv = [sys.executable, "-m", "preprocess.cli", step.stage, *resolve_argv(step, workdir)]
+    if step.resumable:
+        write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                   step.started_marker(workdir))
+    return step.argv + step.first_launch_argv
+
+
+def run_logged(argv, step, workdir):
+    """Run with the output appended to the step's log; print what ``step.echo`` picks. Returns the exit status."""
+    log_path = Path(workdir) / step.log
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log, subprocess.Popen(
+            argv, env=stage_environment(), preexec_fn=die_with_parent, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+        for line in process.stdout:
+            log.write(line)
+            shown = step.echo(line) if step.echo else None
+            if shown is not None:
+                print(shown, flush=True)
+    status = process.returncode
+    if status != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+        print("\n".join(["the end of " + str(log_path) + ":", *tail]), file=sys.stderr)
+    return status
+
+
+def run_step(step, record, workdir):
+    argv = step.command() + resolve_argv(start_or_resume(step, record, workdir), workdir)
     started = time.monotonic()
-    status = subprocess.run(argv, env=stage_environment(), preexec_fn=die_with_parent).returncode
+    if step.log:
+        status = run_logged(argv, step, workdir)
+    else:
+        status = subprocess.run(argv, env=stage_environment(), preexec_fn=die_with_parent).returncode
     if status != 0:
         raise UserFacingError(f"stage {step.stage} failed (exit status {status}); fix it and run the pipeline "
                               f"again to continue from this stage")
-    marker = step.marker(workdir)
-    write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", marker)
+    write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", step.marker(workdir))
     logger.info("%s: done in %.1f s", step.stage, time.monotonic() - started)
 
 
@@ -385,11 +576,15 @@ def execute(args):
             for step, _, reason in plan:
                 if reason:
                     step.marker(workdir).unlink(missing_ok=True)
+                if reason and reason != NO_MARKER:  # forced, or its settings or inputs changed: start over
+                    step.started_marker(workdir).unlink(missing_ok=True)
         for step, record, reason in plan:
-            logger.info("%s: %s", step.stage, f"run (reason: {reason}): {STAGES[step.stage][1]}" if reason
+            logger.info("%s: %s", step.stage, f"run (reason: {reason}): {step.about()}" if reason
                         else "skip (up to date)")
             if reason and args.dry_run:
-                print("  kmlm-preprocess", step.stage, " ".join(a.replace(WORKDIR, str(workdir)) for a in step.argv))
+                print("  python -m", *step.command()[2:],
+                      " ".join(a.replace(WORKDIR, str(workdir)).replace(REPO, str(REPO_ROOT))
+                               for a in step.argv + step.first_launch_argv))
             elif reason:
                 run_step(step, record, workdir)
     finally:

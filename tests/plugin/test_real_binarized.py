@@ -1,5 +1,5 @@
 """The plugin on real binarized data: the bundled Wikidata samples through the preprocessing stages (ingest ...
-spm, binarize, plain), then the masking rules on every sample and run/demo_train.sh on the result."""
+spm, binarize, plain), then the masking rules on every sample and tiny_cpu training on the result."""
 import os
 import subprocess
 
@@ -11,7 +11,8 @@ from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
 from kmlm_fairseq.data.span_tags import HEAD, MENTION_ROLES, RELATION, TAIL, tag_role, tag_sentence, tag_span
 from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig, KMLMReasoningTask
-from tests.conftest import REPO_ROOT, build_real_binarized, run_stage
+from preprocess.pipeline import TrainingProgress
+from tests.conftest import REPO_ROOT, build_real_binarized, run_stage, venv_bin
 
 pytestmark = pytest.mark.slow
 
@@ -82,10 +83,17 @@ def test_real_reasoning_samples_follow_the_cycle_rules(task):
     assert kinds[3] > 0 and kinds[5] > 0
 
 
-def test_demo_training_script_runs_on_real_data(data, tmp_path):
-    result = subprocess.run(["bash", str(REPO_ROOT / "run" / "demo_train.sh"), str(data), str(tmp_path)],
-                            capture_output=True, text=True, env={**os.environ, "KMLM_DEMO_UPDATES": "10"})
+def test_tiny_cpu_trains_on_real_data_and_the_pipeline_echo_tabulates_it(data, tmp_path):
+    result = subprocess.run([venv_bin("fairseq-hydra-train"), "--config-dir", str(REPO_ROOT / "configs"),
+                             "--config-name", "tiny_cpu", f"task.data={data}", f"checkpoint.save_dir={tmp_path}",
+                             "optimization.max_update=10", "common.log_interval=5"],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["5"], ["10"])]
-    assert [row[0] for row in rows] == ["5", "10"] and all(len(row) == 5 for row in rows)
+    echo = TrainingProgress()
+    shown = [echo(line) for line in (result.stdout + result.stderr).splitlines(keepends=True)]
+    rows = [line.split() for text in shown if text for line in text.splitlines()]
+    assert rows[0] == ["update", "loss", "plain_loss", "knowledge_loss", "reasoning_loss"]
+    updates = [row for row in rows if row[0] in ("5", "10")]
+    assert [row[0] for row in updates] == ["5", "10"]
+    assert all(len(row) == 5 and all(float(x) > 0 for x in row[1:]) for row in updates)
     assert (tmp_path / "checkpoint_last.pt").exists()

@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -175,6 +176,19 @@ def test_pipeline_set_passes_option_to_its_stage(baseline, dumps, tmp_path):
         run_pipeline(workdir, dumps, "--set", "nosuchstage.x=1", "--dry-run")
 
 
+def test_pipeline_set_with_a_file_fingerprints_the_file(dumps, tmp_path):
+    entity_list = tmp_path / "wikidata5m_entities.txt"
+    entity_list.write_text("Q90\nQ142\n")
+    args = parse_args(tmp_path / "work", dumps, "--set", f"ingest.entity-list={entity_list}")
+    ingest = pipeline.build_steps(args)[0]
+    assert ingest.argv[-2:] == ("--entity-list", str(entity_list)) and str(entity_list) in ingest.external
+    before = pipeline.marker_record(ingest, {})
+    entity_list.write_text("Q90\nQ142\nQ64\n")  # edited in place: same path, same argv
+    after = pipeline.marker_record(ingest, {})
+    assert before["argv"] == after["argv"] and before["fingerprint"] != after["fingerprint"]
+    assert pipeline.changed_part(before, after) == f"input file {entity_list} changed"
+
+
 def test_pipeline_worker_count_gives_identical_products(baseline, dumps, tmp_path):
     workdir = copy_of(baseline, tmp_path)
     decisions = run_pipeline(workdir, dumps, "--workers", "2")
@@ -205,3 +219,115 @@ def test_pipeline_killed_at_random_moments_resumes_to_identical_outputs(baseline
     decisions = run_pipeline(workdir, dumps)
     assert set(ALL_STAGES) - done <= ran(decisions)
     assert comparable_files(workdir) == comparable_files(baseline)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train -> export -> eval-xlr
+
+MODEL_ARGS = ("--train", "tiny_cpu", "--set", "train.optimization.max_update=160", "--set",
+              "train.checkpoint.save_interval_updates=25", "--set", "train.dataset.validate_interval_updates=50",
+              "--eval", "xlr", "--set", "eval-xlr.epochs=1")
+# Bit-equal weights need equal thread counts (float sums are ordered by thread): every run here uses one.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+MODEL_STAGES = {"train", "export", "eval-xlr"}
+
+
+def model_weights(checkpoint):
+    import torch
+
+    import kmlm_fairseq  # noqa: F401  (fairseq's checkpoints load under torch's safe loader)
+    return torch.load(checkpoint, map_location="cpu")["model"]
+
+
+def assert_same_model_products(workdir, reference):
+    import torch
+
+    mine, theirs = model_weights(workdir / "checkpoints" / "checkpoint_last.pt"), model_weights(
+        reference / "checkpoints" / "checkpoint_last.pt")
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine), "the trained weights differ"
+    for directory in ("hf", "eval_xlr"):
+        assert comparable_files(workdir / directory) == comparable_files(reference / directory), directory
+
+
+@pytest.fixture(scope="module")
+def trained(baseline, dumps, tmp_path_factory):
+    """The baseline's data + one uninterrupted train -> export -> eval-xlr."""
+    workdir = copy_of(baseline, tmp_path_factory.mktemp("trained"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ONE_THREAD.items():
+            patch.setenv(name, value)
+        decisions = run_pipeline(workdir, dumps, *MODEL_ARGS)
+    assert ran(decisions) == MODEL_STAGES
+    return workdir
+
+
+@pytest.mark.slow
+def test_pipeline_trains_exports_evaluates_and_then_skips_them(trained, dumps, tmp_path):
+    workdir = copy_of(trained, tmp_path)
+    assert (workdir / "hf" / "config.json").exists() and (workdir / "eval_xlr" / "results.md").exists()
+    assert "update" in (workdir / "checkpoints" / "train.log").read_text()
+    assert ran(run_pipeline(workdir, dumps, *MODEL_ARGS)) == set()
+
+    decisions = run_pipeline(workdir, dumps, *MODEL_ARGS, "--set", "eval-xlr.epochs=2", "--dry-run")
+    assert ran(decisions) == {"eval-xlr"} and decisions["eval-xlr"] == ("run", "settings changed")
+    decisions = run_pipeline(workdir, dumps, *MODEL_ARGS, "--set", "train.optimization.max_update=200", "--dry-run")
+    assert ran(decisions) == MODEL_STAGES and decisions["train"] == ("run", "settings changed")
+    decisions = run_pipeline(workdir, dumps, *MODEL_ARGS, "--force", "binarize", "--dry-run")
+    assert decisions["train"] == ("run", "input stage binarize re-runs")
+    assert ran(run_pipeline(workdir, dumps, *MODEL_ARGS[:2], "--dry-run")) == {"train", "export"}  # other settings
+
+
+def test_pipeline_model_options_are_checked_before_anything_runs(baseline, dumps, tmp_path):
+    workdir = copy_of(baseline, tmp_path)
+    with pytest.raises(UserFacingError, match="no configs/nosuch.yaml"):
+        run_pipeline(workdir, dumps, "--train", "nosuch")
+    with pytest.raises(UserFacingError, match="need --train"):
+        run_pipeline(workdir, dumps, "--eval", "xlr")
+
+
+@pytest.mark.slow
+def test_pipeline_killed_during_training_and_export_resumes_to_the_same_model(trained, baseline, dumps, tmp_path):
+    """SIGKILL at random updates of the training (twice) and at a random moment of the export: the re-run
+    continues the training from its checkpoint_last.pt and ends with the uninterrupted run's weights, export and
+    scores; a killed run never leaves a checkpoint_last.pt that does not load."""
+    workdir = copy_of(baseline, tmp_path)
+    log, last = workdir / "checkpoints" / "train.log", workdir / "checkpoints" / "checkpoint_last.pt"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **ONE_THREAD)
+    argv = [sys.executable, "-m", "preprocess.cli", "pipeline", *pipeline_argv(workdir, dumps), *MODEL_ARGS]
+    rng = random.Random(11)
+    kill_points = [
+        lambda u=rng.randint(30, 70): logged_update(log, u),  # after the checkpoint of update 25
+        lambda u=rng.randint(110, 150): logged_update(log, u),  # a resumed run: it starts from update 50
+        lambda: (workdir / "checkpoints" / ".done.train.json").exists(),  # export runs next
+    ]
+    for kill_point in kill_points:
+        process = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        wait_for(kill_point, process)
+        time.sleep(rng.uniform(0.0, 1.5))
+        os.killpg(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+        assert model_weights(last)  # never half a checkpoint
+    assert log.read_text().count("No existing checkpoint found") == 1  # one start; the second run resumed
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ran_stages(result.stderr) == {"export", "eval-xlr"}
+    assert_same_model_products(workdir, trained)
+    assert not list(workdir.rglob("*.tmp-*")), "a killed stage's temp files were left behind"
+
+
+def logged_update(log, update):
+    return log.exists() and f"num_updates={update}," in log.read_text()
+
+
+def ran_stages(driver_log):
+    return set(re.findall(r"\| (\S+): run \(reason", driver_log))
+
+
+def wait_for(condition, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the pipeline ended before the moment to kill it"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
