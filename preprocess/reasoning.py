@@ -86,33 +86,60 @@ def shares_cycle(edges, held_edges):
 
 
 class HeldOutCycles:
-    """A set of held-out cycles; ``shared_by(kind, nodes)`` tells whether a cycle shares any of them.
+    """The held-out cycles (XLR dev/test), one row each; which of them a cycle or a sample's edges share.
 
     Each held-out cycle is indexed under every edge: a cycle sharing it has at least one of those edges, so looking
-    up the candidate's own 3 or 5 edges finds every held-out cycle it may share.
+    up a candidate's own 3 or 5 edges finds every held-out cycle it may share. ``reasoning --exclude`` asks
+    ``shared_by`` per cycle; ``check-leakage`` first finds suspect samples with the integer ``edge_codes``
+    (vectorised), then asks ``shared_with``.
     """
 
-    def __init__(self, cycles=()):
-        self._by_edge = defaultdict(list)
-        self.size = 0
-        for kind, nodes in cycles:
+    def __init__(self, cycles=(), splits=None, path=None):
+        self.path = path
+        self.kinds, self.nodes = [], []
+        self.edge_sets, self.by_edge = [], defaultdict(list)
+        for row, (kind, nodes) in enumerate(cycles):
             edges = cycle_edge_set(kind, nodes)
+            self.kinds.append(kind)
+            self.nodes.append(tuple(nodes))
+            self.edge_sets.append(edges)
             for edge in edges:
-                self._by_edge[edge].append(edges)
-            self.size += 1
+                self.by_edge[edge].append(row)
+        self.splits = list(splits) if splits is not None else [None] * len(self.kinds)
+        self.entities = pa.array(sorted({n for nodes in self.nodes for n in nodes}), pa.string())
+        self.index = {e: i for i, e in enumerate(self.entities.to_pylist())}
+        self.edge_codes = np.array(sorted(self.code(*edge) for edge in self.by_edge), dtype=np.int64)
 
     @classmethod
     def from_parquet(cls, path):
         path = Path(path)
         if not path.exists():
-            raise UserFacingError(f"--exclude {path} does not exist: run `kmlm-preprocess xlr` first")
+            raise UserFacingError(f"held-out cycles file {path} does not exist: run `kmlm-preprocess xlr` first")
         table = pq.read_table(path)
         check_cycle_columns(table, path, ("kind", "nodes"))
-        return cls(zip(table.column("kind").to_pylist(), table.column("nodes").to_pylist()))
+        splits = table.column("split").to_pylist() if "split" in table.column_names else None
+        return cls(zip(table.column("kind").to_pylist(), table.column("nodes").to_pylist()), splits, path)
+
+    def __len__(self):
+        return len(self.kinds)
+
+    def code(self, u, v):
+        """One integer per undirected pair of held-out entities."""
+        a, b = sorted((self.index[u], self.index[v]))
+        return a * len(self.index) + b
+
+    def shared_with(self, edges):
+        """Rows of the held-out cycles that share a cycle (``shares_cycle``) with these edges."""
+        edges = frozenset(edges)
+        rows = sorted({row for edge in edges for row in self.by_edge.get(edge, ())})
+        return [row for row in rows if shares_cycle(edges, self.edge_sets[row])]
 
     def shared_by(self, kind, nodes):
-        edges = cycle_edge_set(kind, nodes)
-        return any(shares_cycle(edges, held) for edge in edges for held in self._by_edge.get(edge, ()))
+        return bool(self.shared_with(cycle_edge_set(kind, nodes)))
+
+    def describe(self, row):
+        split = f" ({self.splits[row]})" if self.splits[row] else ""
+        return f"held-out {self.kinds[row]} {list(self.nodes[row])}{split}"
 
 
 def check_cycle_columns(table, path, columns):
@@ -266,7 +293,7 @@ def build_reasoning(tables_dir, cycles_dir, output_path, languages, seed, exclud
 
     counts = Counter()
     if held_out is not None:
-        counts["held-out cycles"] = held_out.size
+        counts["held-out cycles"] = len(held_out)
     with atomic_path(output_path) as tmp:
         writer = FixedGroupWriter(tmp, REASONING_SCHEMA)
         bar = tqdm(total=cycles.num_rows, unit="cycle", desc="reasoning", mininterval=2)

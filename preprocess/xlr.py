@@ -91,7 +91,7 @@ from preprocess.common import (
     write_parquet,
 )
 from preprocess.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges, edge_key
-from preprocess.reasoning import check_cycle_columns, cycle_edge_set, shares_cycle
+from preprocess.reasoning import HeldOutCycles
 from preprocess.tables import TRIPLES_FILE, LabelTable, read_table
 
 logger = logging.getLogger("kmlm-preprocess xlr")
@@ -634,47 +634,6 @@ run = run_xlr
 # The leakage guard
 
 
-class HeldoutCycles:
-    """Held-out cycles as undirected edge sets, indexed by edge, with integer codes for vectorised edge lookups.
-
-    The edge sets and the containment rule are those of the ``reasoning --exclude`` filter
-    (``preprocess.reasoning.cycle_edge_set``, ``shares_cycle``).
-    """
-
-    def __init__(self, path):
-        table = pq.read_table(path)
-        check_cycle_columns(table, path, ("kind", "nodes"))
-        self.path = path
-        self.kinds = table.column("kind").to_pylist()
-        self.nodes = [tuple(n or ()) for n in table.column("nodes").to_pylist()]
-        self.splits = table.column("split").to_pylist() if "split" in table.column_names else [None] * len(self.kinds)
-        self.edge_sets, self.by_edge = [], defaultdict(list)
-        for row, (kind, nodes) in enumerate(zip(self.kinds, self.nodes)):
-            edges = cycle_edge_set(kind, nodes)
-            self.edge_sets.append(edges)
-            for edge in edges:
-                self.by_edge[edge].append(row)
-        self.entities = pa.array(sorted({n for nodes in self.nodes for n in nodes}), pa.string())
-        self.index = {e: i for i, e in enumerate(self.entities.to_pylist())}
-        self.edge_codes = np.array(sorted(self.code(*e) for e in self.by_edge), dtype=np.int64)
-
-    def __len__(self):
-        return len(self.kinds)
-
-    def code(self, u, v):
-        a, b = sorted((self.index[u], self.index[v]))
-        return a * len(self.index) + b
-
-    def describe(self, row):
-        split = f" ({self.splits[row]})" if self.splits[row] else ""
-        return f"held-out {self.kinds[row]} {list(self.nodes[row])}{split}"
-
-    def shared_with(self, edges):
-        """Rows of the held-out cycles that share a cycle with the sample's ``edges`` (``shares_cycle``)."""
-        rows = sorted({row for edge in edges for row in self.by_edge.get(edge, ())})
-        return [row for row in rows if shares_cycle(frozenset(edges), self.edge_sets[row])]
-
-
 def sentence_edges(spans, path, first_row):
     """(sample index in batch, head id, tail id) arrays, one per sentence, from a batch's ``spans`` column."""
     parents = pc.list_parent_indices(spans).to_numpy()
@@ -719,7 +678,7 @@ def leaking_samples(heldout, spans, path, first_row):
 
 def check_leakage(xlr, reasoning, batch_size=65536):
     """(samples checked, held-out cycles, reasoning path, [(row, cycle_id or None, [held-out rows])] per leak)."""
-    heldout = HeldoutCycles(file_in(xlr, HELDOUT_FILE))
+    heldout = HeldOutCycles.from_parquet(file_in(xlr, HELDOUT_FILE))
     path = file_in(reasoning, REASONING_FILE)
     parquet = pq.ParquetFile(path)
     if "spans" not in parquet.schema_arrow.names:
