@@ -44,11 +44,10 @@ from preprocess.sentences import (
     ROLES,
     SPANS_TYPE,
     FixedGroupWriter,
-    read_entity_columns,
     resolve_languages,
     spans_array,
 )
-from preprocess.tables import TRIPLE_COLUMNS, TRIPLES_FILE, existing_table, label_column
+from preprocess.tables import TRIPLE_COLUMNS, TRIPLES_FILE, existing_table, label_column, read_entity_columns
 
 logger = logging.getLogger("kmlm-preprocess reasoning")
 

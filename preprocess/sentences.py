@@ -53,6 +53,7 @@ from preprocess.tables import (
     aliases_column,
     existing_table,
     label_column,
+    read_entity_columns,
     table_languages,
 )
 
@@ -90,22 +91,6 @@ def resolve_languages(text, tables_dir):
     if text is not None:
         return parse_languages(text)
     return table_languages(pq.read_schema(existing_table(tables_dir, ENTITIES_FILE)))
-
-
-def read_entity_columns(tables_dir, languages, with_aliases):
-    """``id``, ``kind`` and the label (and aliases) columns of ``languages``; a clear error for a missing one."""
-    path = existing_table(tables_dir, ENTITIES_FILE)
-    made_for = table_languages(pq.read_schema(path))
-    missing = [lang for lang in languages if lang not in made_for]
-    if missing:
-        raise UserFacingError(
-            f"{path} has no columns for language(s) {', '.join(missing)}; "
-            f"it was made for {', '.join(made_for)}: re-run ingest with --languages or pass --languages"
-        )
-    columns = ["id", "kind"] + [label_column(lang) for lang in languages]
-    if with_aliases:
-        columns += [aliases_column(lang) for lang in languages]
-    return pq.read_table(path, columns=columns)
 
 
 def spans_array(offsets, text, role, entity_id, sentence, lang):

@@ -9,6 +9,7 @@
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from preprocess.common import UserFacingError
@@ -61,27 +62,36 @@ def read_table(directory, name, columns=None):
     return pq.read_table(existing_table(directory, name), columns=columns)
 
 
-class LabelTable:
-    """Labels and aliases of entities in the requested languages, looked up by id ("Q42").
+def read_entity_columns(tables_dir, languages, with_aliases):
+    """``id``, ``kind`` and the label (and aliases) columns of ``languages``; a clear error for a missing one."""
+    path = existing_table(tables_dir, ENTITIES_FILE)
+    made_for = table_languages(pq.read_schema(path))
+    missing = [lang for lang in languages if lang not in made_for]
+    if missing:
+        raise UserFacingError(
+            f"{path} has no columns for language(s) {', '.join(missing)}; "
+            f"it was made for {', '.join(made_for)}: re-run ingest with --languages or pass --languages"
+        )
+    columns = ["id", "kind"] + [label_column(lang) for lang in languages]
+    if with_aliases:
+        columns += [aliases_column(lang) for lang in languages]
+    return pq.read_table(path, columns=columns)
 
-    Only the needed columns are read; languages missing from the table raise a clear error.
+
+class LabelTable:
+    """Labels of entities and relations in the requested languages, looked up by id ("Q42", "P31").
+
+    ``ids``: load only these (at Wikidata scale, the rows a stage needs, not millions of Python strings per
+    language); ids not in the table have no label.
     """
 
-    def __init__(self, directory, languages):
-        path = existing_table(directory, ENTITIES_FILE)
-        schema = pq.read_schema(path)
-        missing = [lang for lang in languages if lang not in table_languages(schema)]
-        if missing:
-            raise UserFacingError(
-                f"{path} has no columns for language(s) {', '.join(missing)}; "
-                f"it was made for {', '.join(table_languages(schema))}: re-run ingest with --languages"
-            )
-        columns = ["id"] + [c for lang in languages for c in (label_column(lang), aliases_column(lang))]
-        table = pq.read_table(path, columns=columns)
+    def __init__(self, directory, languages, ids=None):
+        table = read_entity_columns(directory, languages, with_aliases=False)
+        if ids is not None:
+            table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(sorted(ids), pa.string())))
         self.languages = tuple(languages)
         self.row = {entity_id: i for i, entity_id in enumerate(table.column("id").to_pylist())}
         self._labels = {lang: table.column(label_column(lang)).to_pylist() for lang in languages}
-        self._aliases = {lang: table.column(aliases_column(lang)).to_pylist() for lang in languages}
 
     def __contains__(self, entity_id):
         return entity_id in self.row
@@ -90,6 +100,3 @@ class LabelTable:
         i = self.row.get(entity_id)
         return None if i is None else self._labels[lang][i]
 
-    def aliases(self, entity_id, lang):
-        i = self.row.get(entity_id)
-        return [] if i is None else (self._aliases[lang][i] or [])

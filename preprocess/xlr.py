@@ -558,9 +558,8 @@ def build_xlr(input_dir, cycles_path, output, languages=DEFAULT_LANGUAGES, sizes
 
     cycles_path = file_in(cycles_path, CYCLES_FILE)
     total_cycles = count_cycles(cycles_path)
-    labels = LabelTable(input_dir, languages)
     triples = read_table(input_dir, TRIPLES_FILE, columns=["head", "relation", "tail"])
-    graph, cycles, candidates, skipped = grow_pool(cycles_path, total_cycles, triples, labels, languages, sizes,
+    graph, cycles, candidates, skipped = grow_pool(input_dir, cycles_path, total_cycles, triples, languages, sizes,
                                                    pool_factor, seed)
     usable = len({c.cycle_id for c in candidates})
     sizes = split_sizes(sizes, usable)
@@ -587,16 +586,19 @@ def build_xlr(input_dir, cycles_path, output, languages=DEFAULT_LANGUAGES, sizes
     return summary
 
 
-def grow_pool(cycles_path, total_cycles, triples, labels, languages, sizes, pool_factor, seed):
+def grow_pool(input_dir, cycles_path, total_cycles, triples, languages, sizes, pool_factor, seed):
     """Candidates from a random pool of cycles, doubled until it holds pool_factor x (train+dev+test) usable cycles
     or all cycles. Returns (graph, pooled cycles, candidates, skip counts)."""
     need = sum(sizes.values())
     wanted = pool_factor * need
     low, high = 0.0, min(1.0, wanted / max(total_cycles, 1))
     cycles, candidates, skipped = [], [], Counter()
+    relations = set(pc.unique(triples.column("relation")).to_pylist())
     while True:
         new = read_cycle_pool(cycles_path, low, high, seed)
         cycles += new
+        # labels of the pool's entities and of every relation (choices come from all of them), not of all entities
+        labels = LabelTable(input_dir, languages, ids=relations | {n for _, _, nodes in cycles for n in nodes})
         graph = Graph(triples, cycles, labels, languages)  # a cycle's candidates depend only on its own entities
         for cycle in tqdm(new, desc="xlr candidates", unit="cycle", mininterval=2):
             candidates.extend(cycle_candidates(cycle, graph, languages, seed, skipped))
