@@ -197,7 +197,7 @@ def build_steps(args):
         if not tokenizer_dir.is_dir():
             raise UserFacingError(f"--tokenizer {args.tokenizer} is not a directory")
         tokenizer = ("--tokenizer", str(tokenizer_dir))
-        tokenizer_inputs, tokenizer_files = (), tuple(str(p) for p in sorted(tokenizer_dir.iterdir()) if p.is_file())
+        tokenizer_inputs, tokenizer_files = (), tuple(str(p) for p in sorted(tokenizer_dir.rglob("*")) if p.is_file())
     else:
         spm_plain = ("--plain", *plain_args) if plain_args else ()
         steps.append(Step("spm", "data", ("-o", f"{W}/data", "--sentences", f"{W}/sentences", "--reasoning",

@@ -1,5 +1,6 @@
 """``kmlm-preprocess spm``: a small sentencepiece model + matching fairseq ``dict.txt`` for demos and tests; and the
-tokenizer that ``binarize`` and ``plain`` use, giving exactly the token ids of fairseq's XLM-R.
+tokenizer that ``binarize`` and ``plain`` use, giving exactly the token ids of fairseq's XLM-R (or of an imported
+BERT, through preprocess/wordpiece.py, which has the same interface).
 
 Token ids. fairseq's XLM-R encodes text with ``SentencepieceBPE.encode`` (sentencepiece pieces joined by spaces)
 and ``Dictionary.encode_line`` (each piece -> its index in ``dict.txt``, an unknown piece -> ``<unk>``), where the
@@ -13,9 +14,15 @@ Where the tokenizer comes from (the files are copied to ``DATA/sentencepiece.bpe
                               ``dict.txt``), or a Hugging Face XLM-R tokenizer directory (``sentencepiece.bpe.model``
                               without ``dict.txt``: the dictionary then follows HF's ``XLMRobertaTokenizer``, fairseq id
                               = sentencepiece id + 1 for ids >= 3, which is XLM-R's ``dict.txt``). A directory with only
-                              ``tokenizer.json`` (a fast tokenizer) is unsupported: it has no sentencepiece model.
+                              ``tokenizer.json`` (an XLM-R fast tokenizer) is unsupported: it has no sentencepiece model.
+                              Or the directory ``kmlm-export fairseq`` writes for a BERT model (``dict.txt`` +
+                              ``hf_tokenizer/``, no sentencepiece model): WordPiece, preprocess/wordpiece.py; copied to
+                              ``DATA/dict.txt`` + ``DATA/hf_tokenizer/``.
   ``--spm-model F --dict F``  the two files named explicitly.
-  neither                     ``DATA``'s own pair, e.g. from ``kmlm-preprocess spm``.
+  neither                     ``DATA``'s own files: ``sentencepiece.bpe.model`` + ``dict.txt`` (e.g. from
+                              ``kmlm-preprocess spm``), else ``hf_tokenizer/`` + ``dict.txt``.
+Installing one kind of tokenizer removes the other kind's files from ``DATA`` (with a warning), so ``DATA`` names
+the tokenizer its data was made with.
 
 Training (``kmlm-preprocess spm -o DATA``). Input: knowledge sentences and reasoning samples (``--sentences``,
 ``--reasoning``: Parquet files or directories holding ``sentences.parquet`` / ``reasoning.parquet``, as the stages
@@ -29,6 +36,7 @@ order with its count in the training text, so fairseq id = sentencepiece id + 1.
 import io
 import itertools
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -218,10 +226,12 @@ class Tokenizer:
 
 # --- Finding and installing the tokenizer files ---------------------------------------------------------------
 def add_tokenizer_arguments(parser):
-    group = parser.add_argument_group("tokenizer (default: DATA/sentencepiece.bpe.model + DATA/dict.txt)")
+    group = parser.add_argument_group("tokenizer (default: DATA/sentencepiece.bpe.model + DATA/dict.txt, else "
+                                      "DATA/hf_tokenizer/ + DATA/dict.txt)")
     group.add_argument("--tokenizer", type=Path, metavar="DIR",
-                       help="XLM-R release dir (sentencepiece.bpe.model + dict.txt) or Hugging Face XLM-R tokenizer "
-                            "dir (sentencepiece.bpe.model; dict.txt derived as XLMRobertaTokenizer does)")
+                       help="XLM-R release dir (sentencepiece.bpe.model + dict.txt), Hugging Face XLM-R tokenizer "
+                            "dir (sentencepiece.bpe.model; dict.txt derived as XLMRobertaTokenizer does), or the "
+                            "`kmlm-export fairseq` output of a BERT model (dict.txt + hf_tokenizer/: WordPiece)")
     group.add_argument("--spm-model", type=Path, metavar="FILE", help="sentencepiece model (with --dict)")
     group.add_argument("--dict", type=Path, metavar="FILE", help="fairseq dict.txt matching --spm-model")
 
@@ -240,9 +250,29 @@ def find_spm_model(directory):
         raise UserFacingError(
             f"{directory} holds only tokenizer.json (a Hugging Face fast tokenizer), which is unsupported: the ids "
             f"must come from the sentencepiece model. Use a directory with {SPM_FILE} (e.g. the XLM-R release, or "
-            "`XLMRobertaTokenizer.from_pretrained(...).save_pretrained(DIR)` of the slow tokenizer)")
+            "`XLMRobertaTokenizer.from_pretrained(...).save_pretrained(DIR)` of the slow tokenizer); for a BERT "
+            "WordPiece tokenizer, pass the directory `kmlm-export fairseq BERT_DIR OUT` writes (--tokenizer OUT)")
     found = ", ".join(p.name for p in models) or "none"
     raise UserFacingError(f"{directory}: expected {SPM_FILE} (or exactly one *.model file); found {found}")
+
+
+def find_wordpiece_dir(directory):
+    """The WordPiece tokenizer directory of a ``--tokenizer DIR`` (``DIR/hf_tokenizer`` as ``kmlm-export fairseq``
+    writes it for BERT, or DIR itself), or None when DIR is a sentencepiece directory or holds no WordPiece."""
+    from preprocess.wordpiece import HF_TOKENIZER_DIR, is_wordpiece_dir
+
+    directory = Path(directory)
+    if not directory.is_dir() or (directory / SPM_FILE).is_file() or any(directory.glob("*.model")):
+        return None
+    for candidate in (directory / HF_TOKENIZER_DIR, directory):
+        if is_wordpiece_dir(candidate):
+            if not (directory / DICT_FILE).is_file():
+                raise UserFacingError(
+                    f"{candidate} holds a Hugging Face WordPiece tokenizer but {directory} has no {DICT_FILE}: make "
+                    "the directory with `kmlm-export fairseq BERT_DIR OUT` (dict.txt + hf_tokenizer/) and pass "
+                    "--tokenizer OUT")
+            return candidate
+    return None
 
 
 def xlmr_dict_text(model_proto):
@@ -269,12 +299,72 @@ def _copy(source, destination):
         shutil.copyfile(source, tmp)
 
 
+def _copy_directory(source, destination):
+    """Copy the files of ``source`` to ``destination``, which is replaced whole (unless it holds the same files)."""
+    files = sorted(p for p in Path(source).iterdir() if p.is_file())
+    if destination.is_dir():
+        old = sorted(p for p in destination.iterdir())
+        if [p.name for p in old] == [p.name for p in files] and all(
+                a.read_bytes() == b.read_bytes() for a, b in zip(files, old)):
+            return
+        logger.warning("replacing %s with %s: data binarized with the old one no longer matches it; rebinarize it",
+                       destination, source)
+    tmp = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in files:
+        shutil.copyfile(path, tmp / path.name)
+    if destination.exists():
+        aside = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+        os.replace(destination, aside)
+        os.replace(tmp, destination)
+        shutil.rmtree(aside)
+    else:
+        os.replace(tmp, destination)
+
+
+def _remove_other_tokenizer(path, installed):
+    """Remove the files of the other kind of tokenizer from DATA: DATA must name the tokenizer its data uses."""
+    if path.exists():
+        logger.warning("removing %s: DATA is now tokenized with %s", path, installed)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def install_wordpiece(source_dir, source_dict, data_dir):
+    """Copy a WordPiece tokenizer + dict.txt into ``data_dir``; return its ``WordPieceTokenizer``."""
+    from preprocess.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
+
+    tokenizer_dir, dictionary = data_dir / HF_TOKENIZER_DIR, data_dir / DICT_FILE
+    WordPieceTokenizer(source_dir, source_dict)  # a clear error before DATA changes
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _copy_directory(source_dir, tokenizer_dir)
+    _copy(source_dict, dictionary)
+    _remove_other_tokenizer(data_dir / SPM_FILE, f"the WordPiece tokenizer {tokenizer_dir}")
+    return _checked(WordPieceTokenizer(tokenizer_dir, dictionary), dictionary)
+
+
+def _checked(tokenizer, dictionary):
+    if tokenizer.unmapped_pieces:
+        logger.warning("%d tokenizer pieces are not in %s and map to <unk>: do the tokenizer and dict.txt match?",
+                       tokenizer.unmapped_pieces, dictionary)
+    return tokenizer
+
+
 def install_tokenizer(args, data_dir):
-    """Resolve the tokenizer options, copy (or derive) the files into ``data_dir``; return its ``Tokenizer``."""
+    """Resolve the tokenizer options, copy (or derive) the files into ``data_dir``; return its tokenizer
+    (``Tokenizer``, or ``preprocess.wordpiece.WordPieceTokenizer`` for a BERT WordPiece vocabulary)."""
+    from preprocess.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
+
     data_dir = Path(data_dir)
     model, dictionary = data_dir / SPM_FILE, data_dir / DICT_FILE
     if args.tokenizer and (args.spm_model or args.dict):
         raise UserFacingError("pass either --tokenizer DIR or --spm-model + --dict, not both")
+    wordpiece = find_wordpiece_dir(args.tokenizer) if args.tokenizer else None
+    if wordpiece is not None:
+        return install_wordpiece(wordpiece, args.tokenizer / DICT_FILE, data_dir)
     if args.tokenizer:
         source_model = find_spm_model(args.tokenizer)
         _copy(source_model, model)
@@ -296,13 +386,13 @@ def install_tokenizer(args, data_dir):
         _copy(args.spm_model, model)
         _copy(args.dict, dictionary)
     elif not (model.is_file() and dictionary.is_file()):
+        if dictionary.is_file() and (data_dir / HF_TOKENIZER_DIR).is_dir():
+            return _checked(WordPieceTokenizer(data_dir / HF_TOKENIZER_DIR, dictionary), dictionary)
         raise UserFacingError(f"no tokenizer: {model} and {dictionary} do not both exist; run `kmlm-preprocess spm "
                               "-o DATA ...` or pass --tokenizer DIR (or --spm-model + --dict)")
-    tokenizer = Tokenizer(model, dictionary)
-    if tokenizer.unmapped_pieces:
-        logger.warning("%d sentencepiece pieces are not in %s and map to <unk>: do the model and dict.txt match?",
-                       tokenizer.unmapped_pieces, dictionary)
-    return tokenizer
+    if args.tokenizer or args.spm_model:
+        _remove_other_tokenizer(data_dir / HF_TOKENIZER_DIR, f"the sentencepiece model {model}")
+    return _checked(Tokenizer(model, dictionary), dictionary)
 
 
 # --- Training -------------------------------------------------------------------------------------------------
