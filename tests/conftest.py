@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 from pathlib import Path
@@ -54,3 +55,14 @@ def build_real_binarized(root, languages):
     run_stage("binarize", "--sentences", root / "sentences", "--reasoning", root / "reasoning", "-o", data,
               "--workers", 1, "--valid-fraction", 0.05)
     return data
+
+
+@pytest.fixture(autouse=True)
+def drop_log_handlers_of_closed_streams():
+    """A CLI main() called in-process points the root logger at the test's captured stderr; once that is closed,
+    later tests would print "--- Logging error ---" for every log line."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            root.removeHandler(handler)
