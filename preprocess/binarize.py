@@ -2,16 +2,18 @@
 
 Input: ``--sentences`` ``sentences.parquet`` and/or ``--reasoning`` ``reasoning.parquet`` (files or the directories
 holding them; formats in preprocess/sentences.py and preprocess/reasoning.py: a ``spans`` list of (text, role, id,
-sentence, lang) per sample) and the tokenizer (``preprocess.spm``).
+sentence, lang) per sample) and the tokenizer (``preprocess.spm``: sentencepiece, or an imported BERT's WordPiece
+through preprocess/wordpiece.py).
 Output, under ``-o DATA`` (the layout the plugin reads, kmlm_fairseq/data):
   ``DATA/knowledge/<l'>/{train,valid}[k].{bin,idx}`` + ``.tags.{bin,idx}``  l' = the non-English side of lang_pair
   ``DATA/reasoning/<lang>/{train,valid}[k].{bin,idx}`` + ``.tags.{bin,idx}``
   ``DATA/<kind>/summary.json``  settings, counts per reason, samples/tokens/shards per dataset
-  ``DATA/sentencepiece.bpe.model``, ``DATA/dict.txt``  the tokenizer used
+  ``DATA/sentencepiece.bpe.model`` (or ``DATA/hf_tokenizer/``), ``DATA/dict.txt``  the tokenizer used
 
 Rendering. Each sentence of a sample is ``h <mask> r <mask> t .``; a cycle's sentences are concatenated in sentence
 order; the stored sample is those tokens + ``</s>`` (fairseq's masked_lm prepends ``<s>`` when loading). Every
-mention is tokenized on its own (sentencepiece of " " + text) so no subword crosses a span border; the link masks
+mention is tokenized on its own (" " + text: sentencepiece's word start "▁"; WordPiece splits at spaces anyway, its
+"##" pieces never start a mention) so no subword crosses a span border; the link masks
 are the ``<mask>`` id masked_lm adds to the dictionary; the final "." is the tokenization of " .". The tag dataset
 holds one ``kmlm_fairseq.data.span_tags`` tag per stored token (role, sentence, span = mention index in the sample,
 entity = index of the distinct Wikidata id in the sample, relations included; ``</s>`` is SPECIAL).

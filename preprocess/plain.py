@@ -4,14 +4,15 @@ Input: text files, one sample per line (uncompressed, gzip or bzip2), given as `
 after its language (``de.txt``, ``de.txt.gz``); several files of one language are read one after the other.
 Output, under ``-o DATA`` (next to binarize's knowledge/ and reasoning/):
   ``DATA/plain/<lang>/{train,valid}[k].{bin,idx}``  each line's tokens + ``</s>`` (masked_lm prepends ``<s>``)
-  ``DATA/plain/summary.json``; the tokenizer files ``DATA/sentencepiece.bpe.model`` and ``DATA/dict.txt``.
+  ``DATA/plain/summary.json``; the tokenizer files ``DATA/sentencepiece.bpe.model`` (or, for an imported BERT's
+  WordPiece, ``DATA/hf_tokenizer/``) and ``DATA/dict.txt`` (preprocess/spm.py, preprocess/wordpiece.py).
 Lines that are blank, not UTF-8, or tokenize to nothing are skipped and counted; a line is never cut (masked_lm's
 ``TokenBlockDataset`` splits long samples when training).
 
 Backends, with byte-identical files (tests/preprocess/test_plain.py):
-  ``--backend direct`` (default): sentencepiece ids -> fairseq ids with one NumPy lookup -> the ``.bin`` written in
+  ``--backend direct`` (default): tokenizer ids -> fairseq ids with one NumPy lookup -> the ``.bin`` written in
       one write per chunk and the ``.idx`` once per shard (preprocess/indexed_writer.py; DESIGN.md section 4).
-  ``--backend fairseq``: the lines' sentencepiece pieces go to a temporary text file per shard, which
+  ``--backend fairseq``: the lines' pieces (fairseq symbols) go to a temporary text file per shard, which
       ``fairseq-preprocess --only-source --srcdict DATA/dict.txt`` binarizes (the reference, ~7.6k lines/s).
 
 Valid split: a line is held out when hash(seed, file number, byte offset of the line) is below its language's
@@ -22,7 +23,7 @@ It depends only on the seed and the files: not on ``--workers``, ``--spm-threads
 or ``--part``.
 
 Scale: the files are read in blocks of whole lines (``--chunk-mb``), encoded by ``--workers`` processes (each
-running sentencepiece on ``--spm-threads`` threads: parallel without shipping tokens between processes), written in
+running the tokenizer on ``--spm-threads`` threads: parallel without shipping tokens between processes), written in
 block order (identical files for any worker count) as shards of ``--shard-size`` lines. ``--part I/N`` binarizes the
 lines starting in the I-th of N byte ranges of all files taken together (SLURM array task) into
 ``DATA/plain/parts/``; ``--gather`` numbers the parts' shards contiguously.
@@ -367,11 +368,12 @@ def add_arguments(parser):
     parser.add_argument("inputs", nargs="*", metavar="[LANG=]FILE",
                         help="text files, one sample per line; LANG= may be left out for files named <lang>.txt[.gz]")
     parser.add_argument("--backend", choices=(DIRECT, FAIRSEQ), default=DIRECT,
-                        help="direct: our NumPy writer; fairseq: spm pieces -> fairseq-preprocess (byte-identical) "
+                        help="direct: our NumPy writer; fairseq: tokenizer pieces -> fairseq-preprocess (byte-identical) "
                              "(default: %(default)s)")
     parser.add_argument("--chunk-mb", type=float, default=8.0, help="MB of whole lines per work item (default: %(default)s)")
     parser.add_argument("--spm-threads", type=int, default=1, metavar="N",
-                        help="sentencepiece threads per worker (same output for any N) (default: %(default)s)")
+                        help="tokenizer threads per worker (sentencepiece, or WordPiece's pool when N > 1; same output for "
+                             "any N) (default: %(default)s)")
     add_output_arguments(parser, "byte")
 
 

@@ -176,9 +176,11 @@ def test_wordpiece_data_names_its_tokenizer(real, imported, tmp_path, caplog):
         install_tokenizer(Namespace(tokenizer=no_dict, spm_model=None, dict=None), tmp_path / "other")
 
 
-def test_wordpiece_data_trains_from_the_imported_mbert(real, imported, data, tmp_path):
+def test_wordpiece_data_trains_from_the_imported_mbert_and_exports(real, imported, data, tmp_path, capsys):
     """plain + knowledge + reasoning streams made with the WordPiece tokenizer; tiny_cpu restores the imported
-    model (same dimensions as roberta_tiny) and trains two updates."""
+    model (same dimensions as roberta_tiny) and trains two updates; kmlm-export hf takes DATA's tokenizer."""
+    from kmlm_fairseq.export import cli
+
     plain, data = tmp_path / "de.txt", Path(shutil.copytree(data, tmp_path / "DATA"))
     plain.write_text("\n".join(sample_texts(real)[:400]) + "\n", encoding="utf-8")
     run_stage("plain", f"de={plain}", "-o", data, "--tokenizer", imported, "--workers", 1)
@@ -193,3 +195,8 @@ def test_wordpiece_data_trains_from_the_imported_mbert(real, imported, data, tmp
     assert result.returncode == 0, log[-3000:]
     assert f"Loaded checkpoint {imported / 'model.pt'} (epoch 1 @ 0 updates)" in log
     assert "num_updates=2" in log or "num_updates\": \"2\"" in log
+    checkpoint = tmp_path / "ckpt" / "checkpoint_last.pt"
+    assert cli.main(["hf", str(checkpoint), str(tmp_path / "hf_default"), "--arch", "bert"]) == 2
+    assert f"{data / SPM_FILE} does not exist: pass --spm (or --hf-tokenizer)" in capsys.readouterr().err
+    assert cli.main(["hf", str(checkpoint), str(tmp_path / "hf"), "--arch", "bert", "--hf-tokenizer",
+                     str(data / HF_TOKENIZER_DIR)]) == 0
