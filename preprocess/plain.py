@@ -368,12 +368,12 @@ def add_arguments(parser):
     parser.add_argument("inputs", nargs="*", metavar="[LANG=]FILE",
                         help="text files, one sample per line; LANG= may be left out for files named <lang>.txt[.gz]")
     parser.add_argument("--backend", choices=(DIRECT, FAIRSEQ), default=DIRECT,
-                        help="direct: our NumPy writer; fairseq: tokenizer pieces -> fairseq-preprocess (byte-identical) "
-                             "(default: %(default)s)")
+                        help="direct: our NumPy writer; fairseq: tokenizer pieces -> fairseq-preprocess "
+                             "(byte-identical) (default: %(default)s)")
     parser.add_argument("--chunk-mb", type=float, default=8.0, help="MB of whole lines per work item (default: %(default)s)")
     parser.add_argument("--spm-threads", type=int, default=1, metavar="N",
-                        help="tokenizer threads per worker (sentencepiece, or WordPiece's pool when N > 1; same output for "
-                             "any N) (default: %(default)s)")
+                        help="tokenizer threads per worker (sentencepiece, or WordPiece's pool when N > 1; same "
+                             "output for any N) (default: %(default)s)")
     add_output_arguments(parser, "byte")
 
 

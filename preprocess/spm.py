@@ -14,7 +14,7 @@ Where the tokenizer comes from (the files are copied to ``DATA/sentencepiece.bpe
                               ``dict.txt``), or a Hugging Face XLM-R tokenizer directory (``sentencepiece.bpe.model``
                               without ``dict.txt``: the dictionary then follows HF's ``XLMRobertaTokenizer``, fairseq id
                               = sentencepiece id + 1 for ids >= 3, which is XLM-R's ``dict.txt``). A directory with only
-                              ``tokenizer.json`` (an XLM-R fast tokenizer) is unsupported: it has no sentencepiece model.
+                              ``tokenizer.json`` (an XLM-R fast tokenizer) is unsupported: no sentencepiece model.
                               Or the directory ``kmlm-export fairseq`` writes for a BERT model (``dict.txt`` +
                               ``hf_tokenizer/``, no sentencepiece model): WordPiece, preprocess/wordpiece.py; copied to
                               ``DATA/dict.txt`` + ``DATA/hf_tokenizer/``.

@@ -16,7 +16,8 @@ from tests.preprocess.test_binarize import load_split, match_rows, rows_by_langu
 LANGUAGES = ["en", "de", "ja", "zh", "vi"]
 SPECIALS = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 10)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # mBERT's order
 EXTRA_TEXTS = ["Đà Nẵng là thành phố", "Köln, Straße — «Zürich»!", "東京都は日本の首都である。", "北京市 (中国)",
-               "naïve café résumé", "☃ ✈ 𝔘nicode", "x" * 120, "  spaces\tand\ttabs  ", "", "[SEP] [MASK] <mask>"]
+               "naïve café résumé", "☃ ✈ 𝔘nicode", "x" * 120, "  spaces\tand\ttabs  ", "",
+               "[SEP] [MASK] <mask>"]
 
 
 @pytest.fixture(scope="module")
