@@ -111,7 +111,8 @@ def add_arguments(parser):
     tokenizer.add_argument("--vocab-size", type=int, help="sentencepiece pieces of the spm stage (default: its own)")
     tokenizer.add_argument("--tokenizer", metavar="DIR",
                            help="a real run: XLM-R's sentencepiece.bpe.model + dict.txt (or a Hugging Face XLM-R "
-                                "directory) for binarize and plain; the spm stage is left out")
+                                "directory), or the `kmlm-export fairseq` output of a BERT model (WordPiece: dict.txt "
+                                "+ hf_tokenizer/) for binarize and plain; the spm stage is left out")
     run.add_argument("--workers", type=int, help="processes of ingest, binarize and plain (default: theirs)")
     plain = run.add_mutually_exclusive_group()
     plain.add_argument("--plain-text-from-descriptions", action="store_true",

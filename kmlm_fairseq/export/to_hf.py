@@ -27,6 +27,7 @@ from kmlm_fairseq.export.tokenizer import (
 )
 from kmlm_fairseq.export.verify import DEFAULT_TEXTS, check_logits
 from preprocess.common import UserFacingError
+from preprocess.wordpiece import HF_TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
 SPM_NAME = "sentencepiece.bpe.model"
@@ -38,9 +39,11 @@ def add_arguments(parser):
     parser.add_argument("--dict", type=Path, help="fairseq dict.txt (default: in the checkpoint's task.data)")
     parser.add_argument("--spm", type=Path, help=f"sentencepiece model (default: {SPM_NAME} next to dict.txt)")
     parser.add_argument("--hf-tokenizer", type=Path,
-                        help="use this Hugging Face tokenizer directory instead of --spm (BERT WordPiece)")
-    parser.add_argument("--arch", choices=sorted(KEY_MAPS), default="xlm-roberta",
-                        help="Hugging Face architecture to write (default: xlm-roberta)")
+                        help="use this Hugging Face tokenizer directory instead of --spm (BERT WordPiece; default: "
+                             f"{HF_TOKENIZER_DIR}/ next to dict.txt when there is no {SPM_NAME})")
+    parser.add_argument("--arch", choices=sorted(KEY_MAPS),
+                        help="Hugging Face architecture to write (default: bert with a BERT tokenizer, "
+                             "else xlm-roberta)")
     parser.add_argument("--verify-text", type=Path, help="extra UTF-8 lines to check tokenizer ids and logits on")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max |Δlogit| allowed (default 1e-4)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
@@ -93,14 +96,24 @@ def build_hf_model(key_map, config, state):
     return model
 
 
+def hf_tokenizer_dir(args, dict_path):
+    """The Hugging Face (WordPiece) tokenizer to use: --hf-tokenizer, else DATA's own when DATA has no
+    sentencepiece model, else None (sentencepiece)."""
+    if args.hf_tokenizer is not None or args.spm is not None:
+        return args.hf_tokenizer
+    own = dict_path.parent / HF_TOKENIZER_DIR
+    return own if own.is_dir() and not (dict_path.parent / SPM_NAME).is_file() else None
+
+
 def load_tokenizer(args, dictionary, dict_path, max_len):
-    if args.hf_tokenizer is not None:
+    hf_dir = hf_tokenizer_dir(args, dict_path)
+    if hf_dir is not None:
         from transformers import AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(args.hf_tokenizer), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), local_files_only=True)
         except (OSError, ValueError) as err:
-            raise UserFacingError(f"cannot load the tokenizer in {args.hf_tokenizer}: {err}") from err
+            raise UserFacingError(f"cannot load the tokenizer in {hf_dir}: {err}") from err
         return tokenizer, None
     spm = args.spm or dict_path.parent / SPM_NAME
     if not spm.is_file():
@@ -124,10 +137,11 @@ def export(args):
     positions = fairseq_model.encoder.sentence_encoder.embed_positions.weight.shape[0]
     max_len = positions - 2  # fairseq positions start at padding_idx + 1
 
-    key_map = KEY_MAPS[args.arch]
     tokenizer, spm = load_tokenizer(args, dictionary, dict_path, max_len)
+    arch = args.arch or ("bert" if spm is None and "Bert" in type(tokenizer).__name__ else "xlm-roberta")
+    key_map = KEY_MAPS[arch]
     perm = vocab_permutation(tokenizer, dictionary)
-    if args.arch == "xlm-roberta" and tokenizer.pad_token_id != dictionary.pad():
+    if arch == "xlm-roberta" and tokenizer.pad_token_id != dictionary.pad():
         raise UserFacingError("XLM-R derives positions from the padding id, which must be fairseq's (1)")
     hf_state = fairseq_to_hf(fairseq_model.state_dict(), key_map, model_args.encoder_layers, perm)
     config = hf_config(key_map, model_args, len(dictionary), positions, tokenizer)
