@@ -79,19 +79,22 @@ def read_entity_columns(tables_dir, languages, with_aliases):
 
 
 class LabelTable:
-    """Labels of entities and relations in the requested languages, looked up by id ("Q42", "P31").
+    """Labels (and with ``with_aliases``, aliases) of entities and relations in the requested languages, looked up
+    by id ("Q42", "P31").
 
     ``ids``: load only these (at Wikidata scale, the rows a stage needs, not millions of Python strings per
     language); ids not in the table have no label.
     """
 
-    def __init__(self, directory, languages, ids=None):
-        table = read_entity_columns(directory, languages, with_aliases=False)
+    def __init__(self, directory, languages, ids=None, with_aliases=False):
+        table = read_entity_columns(directory, languages, with_aliases=with_aliases)
         if ids is not None:
             table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(sorted(ids), pa.string())))
         self.languages = tuple(languages)
         self.row = {entity_id: i for i, entity_id in enumerate(table.column("id").to_pylist())}
         self._labels = {lang: table.column(label_column(lang)).to_pylist() for lang in languages}
+        self._aliases = {lang: table.column(aliases_column(lang)).to_pylist() for lang in languages} \
+            if with_aliases else None
 
     def __contains__(self, entity_id):
         return entity_id in self.row
@@ -100,3 +103,8 @@ class LabelTable:
         i = self.row.get(entity_id)
         return None if i is None else self._labels[lang][i]
 
+    def aliases(self, entity_id, lang):
+        if self._aliases is None:
+            raise ValueError("this LabelTable was loaded without aliases (with_aliases=False)")
+        i = self.row.get(entity_id)
+        return [] if i is None else (self._aliases[lang][i] or [])

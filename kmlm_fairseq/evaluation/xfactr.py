@@ -109,12 +109,12 @@ def read_facts(directory, pids, limit):
 class Names:
     """Entity label (for the subject) and accepted answers (label + aliases) per language."""
 
-    def __init__(self, languages, entities=None, aliases=None):
+    def __init__(self, languages, entities=None, aliases=None, ids=None):
         self.table, self.alias_files = None, {}
         if entities is not None:
             from preprocess.tables import LabelTable
 
-            self.table = LabelTable(entities, languages)
+            self.table = LabelTable(entities, languages, ids=ids, with_aliases=True)
         elif aliases is not None:
             for lang in languages:
                 self.alias_files[lang] = self._read_alias_file(Path(aliases) / f"{lang}.txt")
@@ -235,7 +235,8 @@ def run(args):
     languages = parse_languages(args.languages)
     prompts = read_prompts(args.prompts, languages)
     facts = read_facts(args.facts, prompts, args.limit)
-    names = Names(languages, entities=args.entities, aliases=args.aliases)
+    fact_ids = {fact[key] for pid_facts in facts.values() for fact in pid_facts for key in ("sub_uri", "obj_uri")}
+    names = Names(languages, entities=args.entities, aliases=args.aliases, ids=fact_ids)
     scores = common.evaluate_models(args.model, lambda spec: evaluate(spec, prompts, facts, names, languages, args))
     if not scores:
         raise UserFacingError("no fact could be probed in any language: check --languages and the entity names")

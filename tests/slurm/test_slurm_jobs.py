@@ -136,8 +136,13 @@ def test_train_with_2_srun_tasks_resumes_after_requeue(slurm, single_data, tmp_p
     # requeue right after the first checkpoint (update 25 of 100): the next save is 25 updates away
     wait_for(lambda: "Saved checkpoint" in text(), JOB_SECONDS, "the first checkpoint", slurm)
     slurm.run("scontrol", "requeue", job)
+    requeued = time.time()
     wait_for(lambda: slurm.state(job) == "PENDING", 60, "the requeued job to be pending", slurm)
-    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")  # else it waits ~120 s (BeginTime)
+    wait_for(lambda: slurm.run("sinfo", "-h", "-o", "%T").stdout.split() == ["idle"], 60, "the node to be idle", slurm)
+    # slurmd revokes the old run's credential with a timestamp in whole seconds: a restart within the same second
+    # is killed ("Job credential revoked"); BeginTime (~120 s) normally guarantees the gap
+    time.sleep(max(0.0, requeued + 2.0 - time.time()))
+    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     wait_for(lambda: slurm.state(job) in (None, "COMPLETED", "FAILED", "CANCELLED") and "done training" in text()
              or slurm.state(job) in ("FAILED", "CANCELLED"), JOB_SECONDS, "the resumed run to finish", slurm)
 
