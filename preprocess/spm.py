@@ -111,7 +111,40 @@ def flatten(lists, dtype=np.int64):
     return flat, lengths
 
 
-class Tokenizer:
+def append_eos(ids, lengths, eos, dtype):
+    """Flat ids + tokens per text -> (flat ids with ``eos`` after each text's, as ``dtype``; sizes with it)."""
+    sizes = lengths + 1
+    tokens = np.full(int(sizes.sum()), eos, dtype=dtype)
+    tokens[np.arange(len(ids)) + np.repeat(np.arange(len(lengths)), lengths)] = ids
+    return tokens, sizes
+
+
+class FairseqIdsTokenizer:
+    """What every tokenizer of binarize/plain shares: a fairseq dictionary and its special ids; picklable, a worker
+    rebuilds the unpicklable part (``_build``) from the state."""
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build()
+
+    @property
+    def bos(self):
+        return self.dictionary.bos
+
+    @property
+    def eos(self):
+        return self.dictionary.eos
+
+    @property
+    def mask(self):
+        return self.dictionary.mask
+
+    def __len__(self):
+        """The dictionary size fairseq-preprocess sees (without ``<mask>``)."""
+        return len(self.dictionary)
+
+
+class Tokenizer(FairseqIdsTokenizer):
     """A sentencepiece model + a fairseq dictionary; picklable (workers rebuild the processor from the bytes)."""
 
     def __init__(self, model_path, dict_path):
@@ -158,26 +191,6 @@ class Tokenizer:
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in ("sp", "lookup", "_lookups", "_encode_buffers")}
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._build()
-
-    @property
-    def bos(self):
-        return self.dictionary.bos
-
-    @property
-    def eos(self):
-        return self.dictionary.eos
-
-    @property
-    def mask(self):
-        return self.dictionary.mask
-
-    def __len__(self):
-        """The dictionary size fairseq-preprocess sees (without ``<mask>``)."""
-        return len(self.dictionary)
-
     def encode(self, texts):
         """Texts -> (flat fairseq ids int64, tokens per text); no bos/eos."""
         ids, lengths = flatten(self.sp.encode(list(texts), num_threads=1))
@@ -190,10 +203,7 @@ class Tokenizer:
         texts = texts if isinstance(texts, list) else list(texts)
         if self._encode_buffers is None:
             ids, lengths = flatten(self.sp.encode(texts, num_threads=threads))
-            sizes = lengths + 1
-            tokens = np.full(int(sizes.sum()), self.eos, dtype=dtype)
-            tokens[np.arange(len(ids)) + np.repeat(np.arange(len(texts)), lengths)] = self.lookup[ids]
-            return tokens, sizes
+            return append_eos(self.lookup[ids], lengths, self.eos, dtype)
         flat = np.frombuffer(b"".join(self._encode_buffers(texts, threads)), dtype=np.int32)
         ends = np.flatnonzero(flat == self.sp.eos_id())
         sizes = np.diff(ends, prepend=-1)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.common import UserFacingError
-from preprocess.spm import BOS, EOS, MASK, PAD, UNK, FairseqDictionary, flatten
+from preprocess.spm import BOS, EOS, MASK, PAD, UNK, FairseqDictionary, FairseqIdsTokenizer, append_eos, flatten
 
 HF_TOKENIZER_DIR = "hf_tokenizer"
 HF_TOKENIZER_FILE = "tokenizer.json"
@@ -86,7 +86,7 @@ def tokenizers_parallelism(enabled):
             os.environ["TOKENIZERS_PARALLELISM"] = previous
 
 
-class WordPieceTokenizer:
+class WordPieceTokenizer(FairseqIdsTokenizer):
     """A Hugging Face WordPiece tokenizer + a fairseq dictionary; picklable (workers rebuild it from the JSON)."""
 
     def __init__(self, tokenizer_dir, dict_path):
@@ -119,26 +119,6 @@ class WordPieceTokenizer:
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in ("hf", "lookup")}
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._build()
-
-    @property
-    def bos(self):
-        return self.dictionary.bos
-
-    @property
-    def eos(self):
-        return self.dictionary.eos
-
-    @property
-    def mask(self):
-        return self.dictionary.mask
-
-    def __len__(self):
-        """The dictionary size fairseq-preprocess sees (without ``<mask>``)."""
-        return len(self.dictionary)
-
     def _hf_ids(self, texts, threads=1):
         texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in texts]
         with tokenizers_parallelism(threads > 1):
@@ -155,10 +135,7 @@ class WordPieceTokenizer:
         per text, ``</s>`` included). ``threads``: the tokenizers library's own threads (the ids do not depend on
         them)."""
         ids, lengths = self._hf_ids(texts, threads)
-        sizes = lengths + 1
-        tokens = np.full(int(sizes.sum()), self.eos, dtype=dtype)
-        tokens[np.arange(len(ids)) + np.repeat(np.arange(len(lengths)), lengths)] = self.lookup[ids]
-        return tokens, sizes
+        return append_eos(self.lookup[ids], lengths, self.eos, dtype)
 
     def encode_pieces(self, texts, threads=1):
         """Texts -> lists of fairseq symbols (``[UNK]`` written as ``<unk>``), for fairseq-preprocess."""
