@@ -4,12 +4,10 @@ Each stage module defines ``add_arguments(parser)`` and ``run(args) -> int``; it
 subcommand is chosen, so a broken optional dependency of one stage does not break the others.
 """
 import argparse
-import errno
 import importlib
-import logging
 import sys
 
-from preprocess.common import UserFacingError
+from preprocess.common import UserFacingError, run_command
 
 # subcommand -> (module, one-line help); the order is the pipeline's order.
 STAGES = {
@@ -28,8 +26,6 @@ STAGES = {
     "pipeline": ("preprocess.pipeline",
                  "run the stages in order (data, then optionally train, export, eval), skipping those up to date"),
 }
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def build_parser(stages=STAGES):
@@ -56,23 +52,7 @@ def main(argv=None):
         args = parser.parse_args(rest)
     except UserFacingError as err:  # from a type= converter such as parse_languages: argparse's usage + message
         parser.error(str(err))
-    logging.basicConfig(
-        level=logging.DEBUG if (args.verbose or stage_names.verbose) else logging.INFO,
-        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-    )
-    try:
-        return run(args) or 0
-    except UserFacingError as err:
-        logging.getLogger(f"kmlm-preprocess {name}").error("%s", err)
-        return 2
-    except OSError as err:
-        if err.errno not in DISK_FULL:
-            raise
-        # outputs are written through atomic_path, so nothing that looks complete was left behind
-        logging.getLogger(f"kmlm-preprocess {name}").error(
-            "disk full or quota exceeded while writing %s (%s); no partial output was kept: free space or choose "
-            "another output directory", err.filename or getattr(args, "output", None) or "the outputs", err)
-        return 2
+    return run_command(run, args, f"kmlm-preprocess {name}", verbose=args.verbose or stage_names.verbose)
 
 
 if __name__ == "__main__":

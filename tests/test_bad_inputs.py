@@ -116,6 +116,19 @@ def test_full_real_disk_is_a_clear_error_and_leaves_no_half_written_table(tiny_d
     assert not any(name.startswith(".") for name in files_under(tiny_disk))  # no temporary file left
 
 
+@pytest.mark.parametrize("command", [["kmlm-preprocess", "binarize", "--sentences", "nope.parquet", "--output", "out"],
+                                     ["kmlm-export", "hf", "nope.pt", "out"],
+                                     ["kmlm-eval", "compare", "nope", "--output", "out"]])
+def test_console_script_error_is_one_line_in_our_log_format(tmp_path, command):
+    """Importing fairseq.tasks configures logging with fairseq's format first; our format must still win."""
+    script = Path(sys.executable).parent / command[0]
+    result = subprocess.run([script, *command[1:]], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(errors) == 1 and f" | ERROR | {command[0]} {command[1]} | " in errors[0] and "nope" in errors[0]
+
+
 # --- Empty splits --------------------------------------------------------------------------------------------------
 def test_eval_xlr_empty_split_is_a_clear_error(tmp_path):
     from kmlm_fairseq.evaluation.xlr import read_split

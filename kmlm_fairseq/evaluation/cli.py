@@ -11,12 +11,11 @@ Give ``--model`` twice to compare two models in one run: the table then has a co
 """
 import argparse
 import importlib
-import logging
 import sys
 from pathlib import Path
 
 from kmlm_fairseq.evaluation import common
-from preprocess.common import UserFacingError
+from preprocess.common import UserFacingError, run_command
 
 TASKS = {
     "xlr": ("kmlm_fairseq.evaluation.xlr", "XLR multiple choice: fine-tune on English, accuracy per language"),
@@ -69,13 +68,7 @@ def main(argv=None):
     except UserFacingError as err:  # raised by argument types (missing model directory, LANG=FILE)
         print(f"kmlm-eval: error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
-    try:
-        return args.run(args) or 0
-    except UserFacingError as err:
-        logging.getLogger(f"kmlm-eval {args.task}").error("%s", err)
-        return 2
+    return run_command(args.run, args, f"kmlm-eval {args.task}", verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ Each direction verifies tokenizer ids and logits before it writes anything (see 
 """
 import argparse
 import importlib
-import logging
 import sys
 
-from preprocess.common import UserFacingError
+from preprocess.common import UserFacingError, run_command
 
 COMMANDS = {
     "hf": ("kmlm_fairseq.export.to_hf", "fairseq checkpoint -> Hugging Face XLMRobertaForMaskedLM/BertForMaskedLM"),
@@ -33,13 +32,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
-    try:
-        return args.run(args) or 0
-    except UserFacingError as err:
-        logging.getLogger(f"kmlm-export {args.command}").error("%s", err)
-        return 2
+    return run_command(args.run, args, f"kmlm-export {args.command}", verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -56,21 +56,21 @@ def test_xlr_accuracy_is_the_share_of_argmax_hits():
     assert xlr.accuracy(AlwaysFirstChoice(), samples, collate, batch_size=3) == 50.0
 
 
-def test_xlr_malformed_line_is_reported_with_file_and_line(tiny_models, tmp_path, capsys):
+def test_xlr_malformed_line_is_reported_with_file_and_line(tiny_models, tmp_path, caplog):
     data = write_xlr(tmp_path / "xlr")
     lines = (data / "train.en.jsonl").read_text().splitlines()
     bad = json.loads(lines[2])
     bad["label"] = 9
     (data / "train.en.jsonl").write_text("\n".join(lines[:2] + [json.dumps(bad)] + lines[3:]) + "\n")
     assert cli.main(["xlr", "--model", str(tiny_models[0]), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
-    assert "train.en.jsonl:3: field 'label' must be an integer in 0..5" in capsys.readouterr().err
+    assert "train.en.jsonl:3: field 'label' must be an integer in 0..5" in caplog.text
     data = write_xlr(tmp_path / "xlr2")
     (data / "test.de.jsonl").write_text('{"question": "q"\n')
     assert cli.main(["xlr", "--model", str(tiny_models[0]), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
-    assert "test.de.jsonl:1: not valid JSON" in capsys.readouterr().err
+    assert "test.de.jsonl:1: not valid JSON" in caplog.text
 
 
-def test_compare_merges_earlier_results(tmp_path, capsys):
+def test_compare_merges_earlier_results(tmp_path, caplog):
     for name, value in (("base", 40.0), ("kmlm", 55.5)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.csv").write_text(
@@ -81,4 +81,4 @@ def test_compare_merges_earlier_results(tmp_path, capsys):
     table = (tmp_path / "merged" / "results.md").read_text()
     assert "| en | 40.00 | 55.50 | +15.50 |" in table and "| **avg** | 35.00 | 50.50 | +15.50 |" in table
     assert cli.main(["compare", str(tmp_path / "base"), str(tmp_path / "base"), "--output", str(tmp_path / "x")]) == 2
-    assert "same model name" in capsys.readouterr().err
+    assert "same model name" in caplog.text

@@ -65,34 +65,34 @@ def test_exported_dir_loads_offline_and_fills_masks(exported_hf):
     assert (name, count, sequence) == ("XLMRobertaForMaskedLM", "3", "Paris")
 
 
-def test_export_refuses_a_mapping_that_changes_logits(fairseq_run, tmp_path, monkeypatch, capsys):
+def test_export_refuses_a_mapping_that_changes_logits(fairseq_run, tmp_path, monkeypatch, caplog):
     checkpoint, _ = fairseq_run
     swapped = dict(key_map.LAYER_MODULES)
     value, output = "encoder.layer.{L}.attention.self.value", "encoder.layer.{L}.attention.output.dense"
     swapped[value], swapped[output] = swapped[output], swapped[value]
     monkeypatch.setattr(key_map, "LAYER_MODULES", swapped)
     assert cli.main(["hf", str(checkpoint), str(tmp_path / "out")]) == 2
-    assert "logits differ" in capsys.readouterr().err
+    assert "logits differ" in caplog.text
     assert not (tmp_path / "out").exists()
 
 
-def test_export_refuses_a_dictionary_of_another_size(fairseq_run, tmp_path, capsys):
+def test_export_refuses_a_dictionary_of_another_size(fairseq_run, tmp_path, caplog):
     checkpoint, data_bin = fairseq_run
     (tmp_path / "dict.txt").write_text((data_bin / "dict.txt").read_text() + "extra 1\n")
     assert cli.main(["hf", str(checkpoint), str(tmp_path / "out"), "--dict", str(tmp_path / "dict.txt"),
                      "--spm", str(data_bin / "sentencepiece.bpe.model")]) == 2
-    assert "token embeddings but" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert "token embeddings but" in caplog.text and not (tmp_path / "out").exists()
 
 
-def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, caplog):
     assert cli.main(["hf", str(tmp_path / "nope.pt"), str(tmp_path / "out")]) == 2
-    assert "nope.pt does not exist" in capsys.readouterr().err
+    assert "nope.pt does not exist" in caplog.text
 
 
-def test_export_does_not_overwrite_without_flag(fairseq_run, exported_hf, capsys):
+def test_export_does_not_overwrite_without_flag(fairseq_run, exported_hf, caplog):
     checkpoint, _ = fairseq_run
     assert cli.main(["hf", str(checkpoint), str(exported_hf)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already exists" in caplog.text
 
 
 def test_fairseq_text_encoder_matches_the_hub_interface(fairseq_run):
