@@ -502,18 +502,6 @@ def entity_indices(ids, row_of_span, n_rows):
     return (order_rank - (np.cumsum(per_row) - per_row)[first_row])[inverse.ravel()]
 
 
-_encoder = None
-
-
-def _init_encoder(*args):
-    global _encoder
-    _encoder = ChunkEncoder(*args)
-
-
-def _encode_chunk(item):
-    return _encoder(item)
-
-
 def binarize_kind(kind, paths, data_dir, tokenizer, max_length=128, languages=None, seed=1, valid_fraction=0.01,
                   valid_max=1000, workers=1, chunk_rows=100_000, shard_size=10_000_000, part=None):
     """Binarize one kind's sample files into ``data_dir/kind`` (or its part); returns the summary it writes."""
@@ -530,7 +518,7 @@ def binarize_kind(kind, paths, data_dir, tokenizer, max_length=128, languages=No
     init_args = (kind, tokenizer, max_length, languages, thresholds, seed)
     try:
         with tqdm(total=end - start, unit="sample", desc=f"binarize {kind}", mininterval=1) as bar:
-            for result in map_ordered(_encode_chunk, chunks, workers, _init_encoder, init_args):
+            for result in map_ordered(ChunkEncoder, init_args, chunks, workers):
                 for line in result.bad_samples[:max(0, LOGGED_BAD_SAMPLES - bad_logged)]:
                     logger.warning("%s: malformed sample, dropped: %s", kind, line)
                 bad_logged += len(result.bad_samples)

@@ -326,21 +326,9 @@ def _pick(term_tuples, variants):
     return [next((terms[i] for i in variants if terms[i]), None) for terms in term_tuples]
 
 
-_worker_parser = None
-
-
-def _init_worker(config):
-    global _worker_parser
-    _worker_parser = BlockParser(config)
-
-
-def _parse_in_worker(block):
-    return _worker_parser(block)
-
-
 def parse_blocks(blocks, config, workers):
     """BlockResults in block order: inline for one worker, else from a pool with a bounded number in flight."""
-    return map_ordered(_parse_in_worker, blocks, workers, _init_worker, (config,), preload=[__name__])
+    return map_ordered(BlockParser, (config,), blocks, workers, preload=[__name__])
 
 
 # --- Writing --------------------------------------------------------------------------------------------------

@@ -235,18 +235,6 @@ class PlainEncoder:
         return BlockResult(len(data), counts, datasets, bad_lines)
 
 
-_encoder = None
-
-
-def _init_encoder(*args):
-    global _encoder
-    _encoder = PlainEncoder(*args)
-
-
-def _encode_block(item):
-    return _encoder(item)
-
-
 # --- The fairseq-preprocess backend ---------------------------------------------------------------------------
 def fairseq_preprocess(text_path, dict_path, prefix, workers):
     """Binarize a file of space-separated pieces with fairseq-preprocess into ``prefix.bin/.idx``."""
@@ -334,7 +322,7 @@ def binarize_plain(inputs, data_dir, tokenizer, backend=DIRECT, seed=1, valid_fr
         with tqdm(total=total, unit="B", unit_scale=True, desc="binarize plain", mininterval=1) as bar:
             items = iter_items(ranges, chunk_bytes)
             init_args = (tokenizer, thresholds, seed, backend, spm_threads)
-            for result in map_ordered(_encode_block, items, workers, _init_encoder, init_args):
+            for result in map_ordered(PlainEncoder, init_args, items, workers):
                 for where in result.bad_lines[:max(0, 10 - bad_logged)]:
                     logger.warning("skipped a line that is not UTF-8: %s", where)
                 bad_logged += len(result.bad_lines)
