@@ -216,8 +216,9 @@ def log_summary(kind, summary, root, log=logger):
     written = ", ".join(f"{name} {d['samples']:,} ({d['tokens']:,} tokens, {d['shards']} shard(s))"
                         for name, d in summary["datasets"].items()) or "nothing"
     dropped = "; ".join(f"{k} {v:,}" for k, v in counts.items() if k.startswith(("dropped", "skipped"))) or "none"
-    log.info("%s: read %s samples in %.1f s; wrote %s under %s; dropped/skipped: %s", kind,
-                f"{counts.get('samples read', 0):,}", summary["seconds"], written, root, dropped)
+    level = logging.INFO if summary["datasets"] else logging.WARNING
+    log.log(level, "%s: read %s samples in %.1f s; wrote %s under %s; dropped/skipped: %s", kind,
+            f"{counts.get('samples read', 0):,}", summary["seconds"], written, root, dropped)
 
 
 def add_output_arguments(parser, what):
@@ -434,7 +435,8 @@ class ChunkEncoder:
         pool, pool_len = self.tokenizer.encode([" " + t for t in encoded.dictionary.to_pylist()])
         span_text = np.full(len(mentions.row), -1, dtype=np.int64)
         span_text[live_span] = encoded.indices.to_numpy(zero_copy_only=False)
-        span_len = np.where(span_text >= 0, pool_len[span_text], 0)
+        span_len = np.zeros(len(mentions.row), dtype=np.int64)
+        span_len[live_span] = pool_len[span_text[live_span]]
         return pool, pool_len, span_text, span_len
 
     def expected_sentences(self, batch):

@@ -222,6 +222,21 @@ def test_binarize_is_byte_identical_across_runs_workers_and_chunks(real, tmp_pat
     assert len([name for name in tree_bytes(one) if name.endswith(".bin")]) == 2 * (2 * 2 + 3 * 2)
 
 
+def test_binarize_language_subset_with_chunks_holding_none_of_it(real, tmp_path, fairseq_side, caplog):
+    """sentences.parquet is grouped by language pair, so at scale whole chunks hold no selected language."""
+    full = binarize(real, tmp_path / "full")
+    small_chunks = binarize(real, tmp_path / "small", "--languages", "ja", "--chunk-size", "50")
+    assert tree_bytes(small_chunks) == tree_bytes(binarize(real, tmp_path / "large", "--languages", "ja"))
+    for kind in ("knowledge", "reasoning"):
+        assert sorted(p.name for p in (small_chunks / kind).iterdir() if p.is_dir()) == ["ja"]
+        assert load_split(small_chunks / kind / "ja", "train", fairseq_side[0]) == \
+            load_split(full / kind / "ja", "train", fairseq_side[0])
+    caplog.clear()
+    binarize(real, tmp_path / "en", "--languages", "en")  # knowledge sentences never have English as output
+    assert [r.levelname for r in caplog.records if "knowledge: read" in r.getMessage()] == ["WARNING"]
+    assert "wrote nothing" in caplog.text
+
+
 def test_binarize_shards_and_slurm_parts_gather_to_the_single_run(real, tmp_path, fairseq_side):
     single = binarize(real, tmp_path / "single")
     sharded = binarize(real, tmp_path / "sharded", "--shard-size", "150")
