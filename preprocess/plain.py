@@ -1,7 +1,8 @@
 """``kmlm-preprocess plain``: plain text files per language -> fairseq mmap datasets (the MLM stream).
 
 Input: text files, one sample per line (uncompressed, gzip or bzip2), given as ``LANG=FILE`` or as ``FILE`` named
-after its language (``de.txt``, ``de.txt.gz``); several files of one language are read one after the other.
+after its language code (``de.txt``, ``zh-hans.txt.gz``; not ``train.txt``); several files of one language are read
+one after the other.
 Output, under ``-o DATA`` (next to binarize's knowledge/ and reasoning/):
   ``DATA/plain/<lang>/{train,valid}[k].{bin,idx}``  each line's tokens + ``</s>`` (masked_lm prepends ``<s>``)
   ``DATA/plain/summary.json``; the tokenizer files ``DATA/sentencepiece.bpe.model`` (or, for an imported BERT's
@@ -68,6 +69,9 @@ FILE_BITS = 48  # a line's hash key: file number << 48 | byte offset
 
 
 # --- Inputs ---------------------------------------------------------------------------------------------------
+LANGUAGE_CODE = r"[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*"  # en, yue, zh-hans, pt_BR: what a file may be named after
+
+
 def parse_inputs(specs):
     """``["de=a.txt", "fr.txt.gz"]`` -> ``[("de", Path("a.txt")), ("fr", Path("fr.txt.gz"))]``, grouped by language
     in order of first appearance."""
@@ -75,10 +79,12 @@ def parse_inputs(specs):
     for spec in specs:
         if "=" in spec and not Path(spec).exists():
             lang, path = spec.split("=", 1)
+            language_pattern = r"[A-Za-z][\w-]*"
         else:
             path = spec
             lang = re.sub(r"(\.(txt|text|raw))?(\.(gz|bz2))?$", "", Path(spec).name)
-        if not re.fullmatch(r"[A-Za-z][\w-]*", lang):
+            language_pattern = LANGUAGE_CODE  # so that train.txt or wiki.txt is not taken for a language
+        if not re.fullmatch(language_pattern, lang):
             raise UserFacingError(f"{spec}: cannot tell its language; pass it as LANG=FILE")
         if not Path(path).is_file():
             raise UserFacingError(f"{path}: no such file")

@@ -187,7 +187,11 @@ def test_parse_inputs_tells_languages_and_rejects_unknown(tmp_path):
                          f"de={tmp_path / 'weird name.txt'}"]) == [
         ("de", tmp_path / "de.txt"), ("de", tmp_path / "weird name.txt"), ("en", tmp_path / "weird name.txt"),
         ("fr", tmp_path / "fr.txt.gz")]
-    with pytest.raises(UserFacingError, match="cannot tell its language"):
-        parse_inputs([str(tmp_path / "weird name.txt")])
+    for name in ("weird name.txt", "train.txt", "wiki.de.txt", "EN.txt"):
+        (tmp_path / name).write_text("x\n")
+        with pytest.raises(UserFacingError, match="cannot tell its language"):
+            parse_inputs([str(tmp_path / name)])
+    (tmp_path / "zh-hans.txt.bz2").write_text("x\n")
+    assert parse_inputs([str(tmp_path / "zh-hans.txt.bz2")]) == [("zh-hans", tmp_path / "zh-hans.txt.bz2")]
     with pytest.raises(UserFacingError, match="no such file"):
         parse_inputs([f"en={tmp_path / 'missing.txt'}"])
