@@ -37,16 +37,21 @@ def build_parser(stages=STAGES):
     return parser
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    stage_names = build_parser().parse_known_args(argv)[0]
-    name = stage_names.stage
+def stage_parser(name):
+    """(argument parser, run function) of one stage; imports only that stage's module."""
     module = importlib.import_module(STAGES[name][0])
     parser = argparse.ArgumentParser(prog=f"kmlm-preprocess {name}", description=STAGES[name][1])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments = getattr(module, f"add_{name.replace('-', '_')}_arguments", module.add_arguments)
-    run = getattr(module, f"run_{name.replace('-', '_')}", module.run)
     add_arguments(parser)
+    return parser, getattr(module, f"run_{name.replace('-', '_')}", module.run)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    stage_names = build_parser().parse_known_args(argv)[0]
+    name = stage_names.stage
+    parser, run = stage_parser(name)
     rest = argv[argv.index(name) + 1:]
     try:
         args = parser.parse_args(rest)

@@ -2,7 +2,7 @@
 
 Input: the settings of a run (Wikidata dump files, seed, languages, XLR sizes, vocabulary size, plain text;
 optionally a training config, an initial checkpoint and evaluations) and ``--set STAGE.option=value`` for any other
-stage option. Output: WORKDIR laid out as in run/demo.sh::
+stage option (checked against the stage's parser, or for train composed with Hydra, before anything runs). Output: WORKDIR laid out as in run/demo.sh::
 
     tables/ sentences/ cycles/ xlr/ reasoning/ report/ [plain_text/] data/ [checkpoints/ hf/ eval_xlr/]
 
@@ -28,6 +28,7 @@ import argparse
 import ctypes
 import fcntl
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -41,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocess.cli import STAGES
+from preprocess.cli import STAGES, stage_parser
 from preprocess.common import UserFacingError, parse_languages, write_text
 
 logger = logging.getLogger("kmlm-preprocess pipeline")
@@ -305,10 +306,48 @@ def apply_overrides(steps, overrides):
         if step.hydra_overrides:
             extra = (f"{option}={value}",)
         else:
-            extra = (f"--{option.lstrip('-')}",) + ((value,) if "=" in override else ())
+            extra = (known_option(step, option, override),) + ((value,) if "=" in override else ())
         external = (str(Path(value).resolve()),) if value and Path(value).is_file() else ()
         by_stage[stage] = Step(**{**step.__dict__, "argv": step.argv + extra, "external": step.external + external})
     return [by_stage[step.stage] for step in steps]
+
+
+def known_option(step, option, override):
+    """``--option`` if the step's command line has it (or it is the start of exactly one option, as argparse
+    allows); else an error now, not after the stages before it have run for hours."""
+    flag = f"--{option.lstrip('-')}"
+    options = stage_options(step)
+    matches = [flag] if flag in options else [o for o in options if o.startswith(flag)]
+    if len(matches) != 1:
+        raise UserFacingError(f"--set {override}: {step.stage} has no option {flag} "
+                              f"(its options: {', '.join(o for o in options if o.startswith('--'))})")
+    return flag
+
+
+def stage_options(step):
+    """The option strings of the step's command (export and eval import torch to build their parsers)."""
+    if step.entry:
+        parser = importlib.import_module(step.entry[0]).build_parser()
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = commands.choices[step.entry[1]]
+    else:
+        parser, _ = stage_parser(step.stage)
+    return [flag for action in parser._actions for flag in action.option_strings]
+
+
+def check_hydra_overrides(steps, overrides, workdir):
+    """Compose the training config with its --set overrides (``--cfg job``: print, do not train), so a key that
+    does not exist or a value of the wrong type stops the run before the data stages, with Hydra's message."""
+    for step in steps:
+        if step.hydra_overrides and any(o.startswith(f"{step.stage}.") for o in overrides):
+            check = subprocess.run(step.command() + resolve_argv(step.argv, workdir) + ["--cfg", "job"],
+                                   env={**stage_environment(), "PYTHONWARNINGS": "ignore"}, capture_output=True,
+                                   text=True)
+            if check.returncode != 0:
+                message = [line for line in check.stderr.splitlines() if line.strip() and
+                           not re.match(r"(DEBUG|INFO|WARNING):|Set the environment variable HYDRA_FULL_ERROR", line)]
+                raise UserFacingError(f"the {step.stage} config with its --set overrides does not compose:\n"
+                                      + "\n".join(message))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -570,6 +609,7 @@ def execute(args):
     """Plan and (unless --dry-run) run; returns [(stage, "run" | "skip", reason)]."""
     workdir = Path(args.output).resolve()
     steps = build_steps(args)
+    check_hydra_overrides(steps, args.overrides, workdir)
     lock = None if args.dry_run else lock_workdir(workdir)
     try:
         plan = make_plan(steps, workdir, set(args.force))
@@ -592,8 +632,9 @@ def execute(args):
         if lock:
             lock.close()
     ran = [step.stage for step, _, reason in plan if reason]
-    logger.info("pipeline: ran %d stage(s)%s, skipped %d (up to date); outputs in %s", len(ran),
-                f" ({', '.join(ran)})" if ran else "", len(plan) - len(ran), workdir)
+    logger.info("pipeline: %s %d stage(s)%s, skipped %d (up to date); outputs in %s",
+                "would run" if args.dry_run else "ran", len(ran), f" ({', '.join(ran)})" if ran else "",
+                len(plan) - len(ran), workdir)
     return [(step.stage, "run" if reason else "skip", reason) for step, _, reason in plan]
 
 

@@ -278,23 +278,31 @@ def test_pipeline_trains_exports_evaluates_and_then_skips_them(trained, dumps, t
     assert ran(run_pipeline(workdir, dumps, *MODEL_ARGS[:2], "--dry-run")) == {"train", "export"}  # other settings
 
 
-def test_pipeline_model_options_are_checked_before_anything_runs(baseline, dumps, tmp_path):
+def test_pipeline_options_are_checked_before_anything_runs(baseline, dumps, tmp_path):
     workdir = copy_of(baseline, tmp_path)
+    before = comparable_files(workdir)
     with pytest.raises(UserFacingError, match="no configs/nosuch.yaml"):
         run_pipeline(workdir, dumps, "--train", "nosuch")
     with pytest.raises(UserFacingError, match="need --train"):
         run_pipeline(workdir, dumps, "--eval", "xlr")
     with pytest.raises(UserFacingError, match="input file .*no_such_model.pt does not exist"):
         run_pipeline(workdir, dumps, "--train", "tiny_cpu", "--init", str(tmp_path / "no_such_model.pt"))
+    with pytest.raises(UserFacingError, match="(?s)does not compose.*Could not override 'task.no_such_key'"):
+        run_pipeline(workdir, dumps, "--train", "tiny_cpu", "--set", "train.task.no_such_key=1", "--force", "ingest")
+    with pytest.raises(UserFacingError, match="cycles has no option --no-such .*--max-apexes"):
+        run_pipeline(workdir, dumps, "--set", "cycles.no-such=1", "--force", "ingest")
+    assert run_pipeline(workdir, dumps, "--set", "cycles.max-ap=4", "--dry-run")  # a prefix, as argparse allows
     assert not (workdir / "checkpoints").exists()
+    assert comparable_files(workdir) == before  # nothing ran, not even the forced ingest
 
 
 def test_pipeline_failing_training_names_the_stage_and_shows_the_end_of_its_log(baseline, dumps, tmp_path, capsys):
     workdir = copy_of(baseline, tmp_path)
     with pytest.raises(UserFacingError, match="stage train failed"):
-        run_pipeline(workdir, dumps, "--train", "tiny_cpu", "--set", "train.task.no_such_key=1")
+        run_pipeline(workdir, dumps, "--train", "tiny_cpu", "--set", "train.task.streams='plain,nosuch'")
     shown = capsys.readouterr().err
-    assert f"the end of {workdir / 'checkpoints' / 'train.log'}" in shown and "Could not override" in shown
+    assert f"the end of {workdir / 'checkpoints' / 'train.log'}" in shown
+    assert "task.streams='plain,nosuch': choose among plain, knowledge, reasoning" in shown
     assert not (workdir / "checkpoints" / ".done.train.json").exists()
 
 
