@@ -198,10 +198,13 @@ def _iter_blocks(stream, block_size, start, end, progress):
             data = stream.read(block_size)
         except OSError as err:
             lines_read = f"{line - 1:,} lines" if line is not None else "an unknown number of lines"
+            truncated = isinstance(err.__cause__, EOFError)  # gzip/bz2: "ended before the end-of-stream marker"
             raise UserFacingError(
                 f"{stream.path}: the {stream.format} stream is truncated or corrupt: reading stopped after "
-                f"{offset + len(pending):,} decompressed bytes ({lines_read}, "
-                f"{stream.compressed_position():,} of {stream.size:,} compressed bytes): {err}"
+                f"{offset + len(pending):,} decompressed bytes ({lines_read} complete before the block being "
+                f"read, {stream.compressed_position():,} of {stream.size:,} compressed bytes): {err}"
+                + ("; the file ends inside the compressed stream: an incomplete download or copy?"
+                   if truncated else "")
             ) from err
         if progress is not None:
             progress(len(data))
