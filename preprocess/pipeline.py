@@ -2,7 +2,8 @@
 
 Input: the settings of a run (Wikidata dump files, seed, languages, XLR sizes, vocabulary size, plain text;
 optionally a training config, an initial checkpoint and evaluations) and ``--set STAGE.option=value`` for any other
-stage option (checked against the stage's parser, or for train composed with Hydra, before anything runs). Output: WORKDIR laid out as in run/demo.sh::
+stage option (checked against the stage's parser, or for train composed with Hydra, before anything runs).
+Output: WORKDIR laid out as in run/demo.sh::
 
     tables/ sentences/ cycles/ xlr/ reasoning/ report/ [plain_text/] data/ [checkpoints/ hf/ eval_xlr/]
 
@@ -435,6 +436,10 @@ def marker_record(step, input_fingerprints):
     return {"fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(), **record}
 
 
+def write_marker(record, path):
+    write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", path)
+
+
 def read_marker(path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -497,18 +502,22 @@ def make_plan(steps, workdir, forced):
     return plan
 
 
+def fill_placeholders(arg, workdir):
+    return arg.replace(WORKDIR, str(workdir)).replace(REPO, str(REPO_ROOT))
+
+
 def resolve_argv(argv, workdir):
-    """{WORKDIR} -> the directory; a {WORKDIR}/ argument holding a * -> the files it matches, sorted."""
+    """Placeholders filled in; a {WORKDIR}/ argument holding a * -> the files it matches, sorted."""
     resolved = []
     for arg in argv:
         if arg.startswith(WORKDIR) and "*" in arg:
-            pattern = Path(arg.replace(WORKDIR, str(workdir)))
+            pattern = Path(fill_placeholders(arg, workdir))
             matches = sorted(pattern.parent.glob(pattern.name))
             if not matches:
                 raise UserFacingError(f"no file matches {pattern}")
             resolved.extend(str(m) for m in matches)
         else:
-            resolved.append(arg.replace(WORKDIR, str(workdir)).replace(REPO, str(REPO_ROOT)))
+            resolved.append(fill_placeholders(arg, workdir))
     return resolved
 
 
@@ -555,8 +564,7 @@ def start_or_resume(step, record, workdir):
             return step.argv
     clear_outputs(step, workdir)
     if step.resumable:
-        write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                   step.started_marker(workdir))
+        write_marker(record, step.started_marker(workdir))
     return step.argv + step.first_launch_argv
 
 
@@ -589,7 +597,7 @@ def run_step(step, record, workdir):
     if status != 0:
         raise UserFacingError(f"stage {step.stage} failed (exit status {status}); fix it and run the pipeline "
                               f"again to continue from this stage")
-    write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", step.marker(workdir))
+    write_marker(record, step.marker(workdir))
     logger.info("%s: done in %.1f s", step.stage, time.monotonic() - started)
 
 
@@ -624,8 +632,7 @@ def execute(args):
                         else "skip (up to date)")
             if reason and args.dry_run:
                 print("  python -m", *step.command()[2:],
-                      " ".join(a.replace(WORKDIR, str(workdir)).replace(REPO, str(REPO_ROOT))
-                               for a in step.argv + step.first_launch_argv))
+                      " ".join(fill_placeholders(a, workdir) for a in step.argv + step.first_launch_argv))
             elif reason:
                 run_step(step, record, workdir)
     finally:

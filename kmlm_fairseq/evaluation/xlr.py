@@ -9,7 +9,8 @@ of a file) and ``label`` (index of the right choice); other fields (id, cycle_id
 ignored.
 Model input per choice (AutoModelForMultipleChoice): first segment the context sentences joined by spaces, second
 segment ``question + " " + choice``; only the context is truncated.
-Output: accuracy (%) per language in OUT/results.{csv,md} (metric ``test accuracy``, or ``dev accuracy`` with ``--dev``).
+Output: accuracy (%) per language in OUT/results.{csv,md} (metric ``test accuracy``, or ``dev accuracy`` with
+``--dev``).
 """
 import logging
 from pathlib import Path
