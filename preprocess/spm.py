@@ -143,6 +143,9 @@ class FairseqIdsTokenizer:
         """The dictionary size fairseq-preprocess sees (without ``<mask>``)."""
         return len(self.dictionary)
 
+    def symbols(self, ids):
+        return [self.dictionary.symbols[i] if i < len(self.dictionary) else MASK for i in ids]
+
 
 class Tokenizer(FairseqIdsTokenizer):
     """A sentencepiece model + a fairseq dictionary; picklable (workers rebuild the processor from the bytes)."""
@@ -222,16 +225,6 @@ class Tokenizer(FairseqIdsTokenizer):
         """Texts -> lists of sentencepiece pieces (what ``spm_encode --output_format=piece`` writes)."""
         return self.sp.encode(list(texts), out_type=str, num_threads=threads)
 
-    def encode_span(self, text):
-        """One mention on its own, with the leading-space semantics of a word inside a sentence."""
-        return self.lookup[np.asarray(self.sp.encode(" " + text), dtype=np.int64)]
-
-    def symbols(self, ids):
-        return [self.dictionary.symbols[i] if i < len(self.dictionary) else MASK for i in ids]
-
-    def decode(self, ids):
-        """fairseq ids -> text (``SentencepieceBPE.decode`` of the symbols)."""
-        return "".join(self.symbols(ids)).replace("\u2581", " ").strip()
 
 
 # --- Finding and installing the tokenizer files ---------------------------------------------------------------

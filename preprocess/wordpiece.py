@@ -32,7 +32,6 @@ from preprocess.spm import BOS, EOS, MASK, PAD, UNK, FairseqDictionary, FairseqI
 HF_TOKENIZER_DIR = "hf_tokenizer"
 HF_TOKENIZER_FILE = "tokenizer.json"
 HF_CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
-CONTINUATION = "##"
 # HF special-token attribute -> the fairseq special it plays (kmlm_fairseq.export.tokenizer._role_to_fairseq)
 ROLES = (("cls_token", BOS), ("bos_token", BOS), ("pad_token", PAD), ("sep_token", EOS), ("eos_token", EOS),
          ("unk_token", UNK), ("mask_token", MASK))
@@ -143,13 +142,3 @@ class WordPieceTokenizer(FairseqIdsTokenizer):
         symbols = self.symbols(self.lookup[ids])
         ends = np.cumsum(lengths)
         return [symbols[end - n:end] for end, n in zip(ends.tolist(), lengths.tolist())]
-
-    def encode_span(self, text):
-        return self.encode([text])[0]
-
-    def symbols(self, ids):
-        return [self.dictionary.symbols[i] if i < len(self.dictionary) else MASK for i in ids]
-
-    def decode(self, ids):
-        """fairseq ids -> text: WordPiece tokens joined, "##" continuations glued to the token before."""
-        return " ".join(self.symbols(ids)).replace(" " + CONTINUATION, "").strip()
