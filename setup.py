@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="KMLM (Liu et al., EMNLP 2022) as a fairseq plugin and a Wikidata preprocessing pipeline",
     python_requires=">=3.10",
-    packages=find_packages(include=["kmlm_fairseq", "kmlm_fairseq.*", "preprocess", "preprocess.*"]),
+    packages=find_packages(include=["kmlm_fairseq", "kmlm_fairseq.*", "kmlm_eval", "kmlm_eval.*", "preprocess", "preprocess.*"]),
     # fairseq-fixed and torch are installed by run/install.sh in a fixed order; listing them here would let pip
     # pull an unpinned CUDA torch and a torchaudio that breaks `import transformers` (DESIGN.md §3).
     install_requires=[
@@ -21,7 +21,7 @@ setup(
         "console_scripts": [
             "kmlm-preprocess=preprocess.cli:main",
             "kmlm-export=kmlm_fairseq.export.cli:main",
-            "kmlm-eval=kmlm_fairseq.evaluation.cli:main",
+            "kmlm-eval=kmlm_eval.cli:main",
         ],
     },
 )

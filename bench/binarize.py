@@ -8,7 +8,7 @@
 
 The text: "label: description" strings of the bundled real Wikidata items in 10 languages, joined at random into
 lines of 1-3 strings (~137 bytes, ~38 tokens of the default tokenizer: a long sentence). The tokenizer: XLM-R's
-files when given, else a sentencepiece model trained on the first 50k lines (``preprocess.spm``).
+files when given, else a sentencepiece model trained on the first 50k lines (``preprocess.stages.spm``).
 
 Both paths start from the same text file and end in byte-identical ``train.bin/.idx`` (checked):
   fairseq: sentencepiece pieces -> a text file (what ``spm_encode`` would write), then
@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: it reads the variable then
 
-from preprocess.common import DEFAULT_LANGUAGES  # noqa: E402
-from preprocess.plain import DIRECT, binarize_plain  # noqa: E402
-from preprocess.spm import DICT_FILE, SPM_FILE, Tokenizer, dict_text, train_model  # noqa: E402
+from preprocess.core.common import DEFAULT_LANGUAGES  # noqa: E402
+from preprocess.stages.plain import DIRECT, binarize_plain  # noqa: E402
+from preprocess.stages.spm import DICT_FILE, SPM_FILE, Tokenizer, dict_text, train_model  # noqa: E402
 
 SAMPLES = [ROOT / "tests" / "data" / name for name in ("opentapioca_sample_items.json.bz2",
                                                        "wikibrain_2014_testdump.json.bz2")]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import ujson
 
-from preprocess.common import DEFAULT_LANGUAGES
-from preprocess.ingest import ID_PREFIXES, LANGUAGE_FALLBACKS, ingest
+from preprocess.core.common import DEFAULT_LANGUAGES
+from preprocess.stages.ingest import ID_PREFIXES, LANGUAGE_FALLBACKS, ingest
 
 SAMPLES = [Path(__file__).resolve().parents[1] / "tests" / "data" / name
            for name in ("opentapioca_sample_items.json.bz2", "wikibrain_2014_testdump.json.bz2")]

@@ -7,22 +7,22 @@ import argparse
 import importlib
 import sys
 
-from preprocess.common import UserFacingError, run_command
+from preprocess.core.common import UserFacingError, run_command
 
 # subcommand -> (module, one-line help); the order is the pipeline's order.
 STAGES = {
-    "ingest": ("preprocess.ingest", "Wikidata JSON dump -> entities.parquet + triples.parquet"),
-    "merge": ("preprocess.ingest_merge", "merge the shards of `ingest --shard I/N` into one pair of tables"),
-    "sentences": ("preprocess.sentences", "triples -> code-switched and alias-replaced knowledge sentences"),
-    "cycles": ("preprocess.cycles", "triples -> triangles and diamonds (length-4 cycles with a diagonal)"),
-    "reasoning": ("preprocess.reasoning", "cycles -> monolingual reasoning samples"),
-    "xlr": ("preprocess.xlr", "cycles -> XLR multiple-choice train/dev/test splits"),
-    "check-leakage": ("preprocess.xlr", "prove no XLR dev/test cycle is in the reasoning data"),
-    "descriptions": ("preprocess.descriptions", "entity descriptions -> plain text per language (the demo's MLM stream)"),
-    "spm": ("preprocess.spm", "a small sentencepiece model + fairseq dict.txt (demo/tests; real runs: XLM-R's)"),
-    "binarize": ("preprocess.binarize", "knowledge + reasoning samples -> fairseq datasets with span tags"),
-    "plain": ("preprocess.plain", "plain text files per language -> fairseq mmap datasets"),
-    "report": ("preprocess.report", "dataset report: counts, distributions, plots"),
+    "ingest": ("preprocess.stages.ingest", "Wikidata JSON dump -> entities.parquet + triples.parquet"),
+    "merge": ("preprocess.stages.merge", "merge the shards of `ingest --shard I/N` into one pair of tables"),
+    "sentences": ("preprocess.stages.sentences", "triples -> code-switched and alias-replaced knowledge sentences"),
+    "cycles": ("preprocess.stages.cycles", "triples -> triangles and diamonds (length-4 cycles with a diagonal)"),
+    "reasoning": ("preprocess.stages.reasoning", "cycles -> monolingual reasoning samples"),
+    "xlr": ("preprocess.stages.xlr", "cycles -> XLR multiple-choice train/dev/test splits"),
+    "check-leakage": ("preprocess.stages.xlr", "prove no XLR dev/test cycle is in the reasoning data"),
+    "descriptions": ("preprocess.stages.descriptions", "entity descriptions -> plain text per language (the demo's MLM stream)"),
+    "spm": ("preprocess.stages.spm", "a small sentencepiece model + fairseq dict.txt (demo/tests; real runs: XLM-R's)"),
+    "binarize": ("preprocess.stages.binarize", "knowledge + reasoning samples -> fairseq datasets with span tags"),
+    "plain": ("preprocess.stages.plain", "plain text files per language -> fairseq mmap datasets"),
+    "report": ("preprocess.stages.report", "dataset report: counts, distributions, plots"),
     "pipeline": ("preprocess.pipeline",
                  "run the stages in order (data, then optionally train, export, eval), skipping those up to date"),
 }

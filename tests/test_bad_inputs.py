@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.common import UserFacingError, write_parquet
-from preprocess.tables import ENTITIES_FILE, entities_schema
+from preprocess.core.common import UserFacingError, write_parquet
+from preprocess.core.formats.tables import ENTITIES_FILE, entities_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +131,7 @@ def test_console_script_error_is_one_line_in_our_log_format(tmp_path, command):
 
 # --- Empty splits --------------------------------------------------------------------------------------------------
 def test_eval_xlr_empty_split_is_a_clear_error(tmp_path):
-    from kmlm_fairseq.evaluation.xlr import read_split
+    from kmlm_eval.xlr import read_split
 
     empty = tmp_path / "test.en.jsonl"
     for content in (b"", b"\n"):  # what `kmlm-preprocess xlr --test-size 0` writes (for English), blank lines
@@ -170,7 +170,7 @@ def test_unknown_config_key_is_hydras_clear_message(tmp_path):
 
 @pytest.mark.parametrize("task", ["ner", "relx"])
 def test_eval_input_not_utf8_is_an_error_with_file_and_line(tmp_path, task):
-    from kmlm_fairseq.evaluation import ner, relx
+    from kmlm_eval import ner, relx
 
     bad = tmp_path / "train.txt"
     bad.write_bytes("Paris\tB-LOC\n\n".encode() + b"caf\xe9\tO\n" if task == "ner"

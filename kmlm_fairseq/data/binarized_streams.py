@@ -18,8 +18,8 @@ from fairseq.data import ConcatDataset, PrependTokenDataset, TokenBlockDataset, 
 from fairseq.data.indexed_dataset import MMapIndexedDataset
 
 from kmlm_fairseq.data.cycled_dataset import CycledDataset
-from kmlm_fairseq.data.seeds import derive_seed
-from kmlm_fairseq.data.span_tags import SPECIAL, pack_tags
+from preprocess.core.seeds import derive_seed
+from preprocess.core.span_tags import SPECIAL, pack_tags
 from kmlm_fairseq.data.tagged_tokens_dataset import TaggedTokensDataset
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Masking of code-switched knowledge sentences ``h <mask> r <mask> t .`` (stream 2, loss L_CS).
 
-Input: (2, L) token+tag tensors (TaggedTokensDataset; tags from kmlm_fairseq.data.span_tags).
+Input: (2, L) token+tag tensors (TaggedTokensDataset; tags from preprocess.core.span_tags).
 Output: MaskingDataset's {"source", "target"} pair; the two link <mask>s are never predicted.
 
 mode "spans" (the paper: "randomly masked entity/relation tokens"): whole mentions (all subwords of a head,
@@ -13,7 +13,7 @@ Chosen positions get 80/10/10 (<mask> / random token / unchanged) in both modes,
 import numpy as np
 
 from kmlm_fairseq.data.masking_dataset import MaskingDataset
-from kmlm_fairseq.data.span_tags import LINK, MENTION_ROLES, SPECIAL, tag_role, tag_span
+from preprocess.core.span_tags import LINK, MENTION_ROLES, SPECIAL, tag_role, tag_span
 
 KNOWLEDGE_MASKING_MODES = ("spans", "tokens")
 

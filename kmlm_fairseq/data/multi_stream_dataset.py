@@ -22,7 +22,7 @@ import torch
 
 from fairseq.data import FairseqDataset, data_utils
 
-from kmlm_fairseq.data.seeds import derive_seed
+from preprocess.core.seeds import derive_seed
 
 logger = logging.getLogger(__name__)
 

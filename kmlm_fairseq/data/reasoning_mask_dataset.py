@@ -12,7 +12,7 @@ as the reference code) and is predicted.
 import numpy as np
 
 from kmlm_fairseq.data.masking_dataset import MaskingDataset
-from kmlm_fairseq.data.span_tags import HEAD, MENTION_ROLES, RELATION, TAIL, tag_role, tag_sentence, tag_span
+from preprocess.core.span_tags import HEAD, MENTION_ROLES, RELATION, TAIL, tag_role, tag_sentence, tag_span
 
 TRIANGLE_SENTENCES, DIAMOND_SENTENCES = 3, 5
 

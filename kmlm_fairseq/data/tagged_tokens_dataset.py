@@ -1,4 +1,4 @@
-"""Token ids and their per-token span tags (kmlm_fairseq.data.span_tags), aligned, as one item.
+"""Token ids and their per-token span tags (preprocess.core.span_tags), aligned, as one item.
 
 Input: two datasets with the same number of samples and the same size per sample: token ids (``PREFIX.bin/.idx``)
 and tags (``PREFIX.tags.bin/.idx``), usually each behind a PrependTokenDataset (<s> and a SPECIAL tag).

@@ -21,8 +21,8 @@ import torch
 from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder, best_fitting_int_dtype
 
-from kmlm_fairseq.data.seeds import derive_seed
-from kmlm_fairseq.data.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAG_DTYPE, TAIL, pack_tags
+from preprocess.core.seeds import derive_seed
+from preprocess.core.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAG_DTYPE, TAIL, pack_tags
 
 MASK = "<mask>"
 ENGLISH = "en"

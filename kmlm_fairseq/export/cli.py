@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from preprocess.common import UserFacingError, run_command
+from preprocess.core.common import run_command
 
 COMMANDS = {
     "hf": ("kmlm_fairseq.export.to_hf", "fairseq checkpoint -> Hugging Face XLMRobertaForMaskedLM/BertForMaskedLM"),

@@ -32,7 +32,7 @@ from kmlm_fairseq.export.tokenizer import (
 )
 from kmlm_fairseq.export.to_hf import SPM_NAME, verification_texts
 from kmlm_fairseq.export.verify import check_logits, max_logit_difference, pad_batch
-from preprocess.common import UserFacingError
+from preprocess.core.common import UserFacingError
 
 logger = logging.getLogger(__name__)
 FAIRSEQ_LAYER_NORM_EPS = 1e-5

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from preprocess.common import UserFacingError
+from preprocess.core.common import UserFacingError
 
 FAIRSEQ_ENCODER = "encoder.sentence_encoder."
 

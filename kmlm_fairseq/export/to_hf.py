@@ -26,8 +26,8 @@ from kmlm_fairseq.export.tokenizer import (
     FairseqTextEncoder, build_spm_tokenizer, check_same_ids, load_dictionary, vocab_permutation,
 )
 from kmlm_fairseq.export.verify import DEFAULT_TEXTS, check_logits
-from preprocess.common import UserFacingError
-from preprocess.wordpiece import HF_TOKENIZER_DIR
+from preprocess.core.common import UserFacingError
+from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
 SPM_NAME = "sentencepiece.bpe.model"

@@ -8,7 +8,7 @@ import logging
 
 import torch
 
-from preprocess.common import UserFacingError
+from preprocess.core.common import UserFacingError
 
 logger = logging.getLogger(__name__)
 

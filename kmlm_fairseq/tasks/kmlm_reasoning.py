@@ -32,7 +32,7 @@ from kmlm_fairseq.data.knowledge_mask_dataset import KNOWLEDGE_MASKING_MODES, Kn
 from kmlm_fairseq.data.multi_stream_dataset import MultiStreamDataset
 from kmlm_fairseq.data.plain_mask_dataset import PlainMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
-from kmlm_fairseq.data.seeds import derive_seed
+from preprocess.core.seeds import derive_seed
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ import csv
 
 import pytest
 
-from kmlm_fairseq.evaluation import cli, ner
-from kmlm_fairseq.evaluation.common import load_tokenizer
-from preprocess.common import UserFacingError
+from kmlm_eval import cli, ner
+from kmlm_eval.common import load_tokenizer
+from preprocess.core.common import UserFacingError
 
 CONLL03 = """-DOCSTART- -X- -X- O
 

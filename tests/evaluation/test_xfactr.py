@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from kmlm_fairseq.evaluation import cli, xfactr
-from preprocess.common import UserFacingError, write_parquet
-from preprocess.tables import entities_schema
+from kmlm_eval import cli, xfactr
+from preprocess.core.common import UserFacingError, write_parquet
+from preprocess.core.formats.tables import entities_schema
 
 PROMPTS = ("pid,relation,en,de\n"
            "P19,place of birth,[X] was born in [Y] .,[X] ist in [Y] [geboren;X-Gender=MASC|geborene;X-Gender=FEM] .\n"

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from kmlm_fairseq.evaluation import cli, xlr
+from kmlm_eval import cli, xlr
 
 RELATIONS = ["capital of", "located in", "born in", "country", "river", "city"]
 

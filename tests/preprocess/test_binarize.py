@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.spm import DICT_FILE, SPM_FILE
+from preprocess.stages.spm import DICT_FILE, SPM_FILE
 from tests.conftest import build_real_binarized, run_stage
 
 LANGUAGES = "en,de,ja"
@@ -69,7 +69,7 @@ def load_split(directory, split, dictionary):
 
 def expected_sample(spans, fairseq_side):
     """The stored sample of a row, built independently: fairseq's encoder per mention, span_tags.pack_tags."""
-    from kmlm_fairseq.data.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAIL, pack_tags
+    from preprocess.core.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAIL, pack_tags
 
     dictionary, mask, bpe = fairseq_side
 
@@ -127,7 +127,7 @@ def normalized(text):
 
 def decode_spans(tokens, tags, fairseq_side):
     """(role name, sentence, text) per mention, read back from the tags alone."""
-    from kmlm_fairseq.data.span_tags import MENTION_ROLES, ROLE_NAMES, tag_role, tag_sentence, tag_span
+    from preprocess.core.span_tags import MENTION_ROLES, ROLE_NAMES, tag_role, tag_sentence, tag_span
 
     dictionary, _, bpe = fairseq_side
     tags = np.array(tags)
@@ -155,7 +155,7 @@ def test_binarize_knowledge_round_trip_real_data(real, fairseq_side):
 
 
 def test_binarize_reasoning_round_trip_real_data(real, fairseq_side):
-    from kmlm_fairseq.data.span_tags import HEAD, TAIL, tag_entity, tag_role, tag_sentence, tag_span
+    from preprocess.core.span_tags import HEAD, TAIL, tag_entity, tag_role, tag_sentence, tag_span
 
     rows = rows_by_language(real / "reasoning" / "reasoning.parquet")
     assert sorted(rows) == ["de", "en", "ja"]
@@ -401,7 +401,7 @@ def test_slurm_script_array_tasks_then_gather_equal_a_single_run(real, tmp_path,
 
 def all_shards(directory, split, suffix):
     """(sizes, tokens) of a split's shards concatenated, read without fairseq."""
-    from preprocess.indexed_writer import read_indexed_dataset
+    from preprocess.core.formats.indexed import read_indexed_dataset
 
     sizes, tokens, k = [], [], 0
     while (directory / f"{split}{k or ''}{suffix}.idx").exists():

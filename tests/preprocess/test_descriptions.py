@@ -2,7 +2,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from preprocess import cli
-from preprocess.tables import ENTITIES_FILE, entities_schema
+from preprocess.core.formats.tables import ENTITIES_FILE, entities_schema
 
 
 def test_descriptions_writes_one_line_per_description_and_skips_missing(tmp_path):

@@ -12,9 +12,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess import cli, dump_reader, ingest, ingest_merge
-from preprocess.common import UserFacingError
-from preprocess.tables import ENTITIES_FILE, TRIPLES_FILE
+from preprocess import cli
+from preprocess.core import text_blocks
+from preprocess.stages import ingest, merge
+from preprocess.core.common import UserFacingError
+from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CURRENT = DATA / "opentapioca_sample_items.json.bz2"  # claims carry "id"
@@ -260,8 +262,8 @@ def test_ingest_bz2_module_reads_like_lbzip2(tmp_path, monkeypatch):
     if not shutil.which("lbzip2"):
         pytest.skip("lbzip2 is not on PATH")
     run_ingest(CURRENT, tmp_path / "lbzip2")
-    monkeypatch.setattr(dump_reader.shutil, "which", lambda name: None)
-    with dump_reader.DumpStream(CURRENT) as stream:
+    monkeypatch.setattr(text_blocks.shutil, "which", lambda name: None)
+    with text_blocks.DumpStream(CURRENT) as stream:
         assert stream.decoder_name == "bz2"
     run_ingest(CURRENT, tmp_path / "bz2")
     assert tables_bytes(tmp_path / "bz2") == tables_bytes(tmp_path / "lbzip2")
@@ -272,7 +274,7 @@ def test_ingest_truncated_bz2_is_a_clear_error(tmp_path, monkeypatch, decoder):
     if decoder == "lbzip2" and not shutil.which("lbzip2"):
         pytest.skip("lbzip2 is not on PATH")
     if decoder == "bz2":
-        monkeypatch.setattr(dump_reader.shutil, "which", lambda name: None)
+        monkeypatch.setattr(text_blocks.shutil, "which", lambda name: None)
     truncated = tmp_path / "truncated.json.bz2"
     truncated.write_bytes(CURRENT.read_bytes()[:600_000])
     with pytest.raises(UserFacingError, match="truncated or corrupt: reading stopped after [0-9,]+ decompressed bytes"
@@ -350,7 +352,7 @@ def test_ingest_same_bytes_for_one_and_two_workers(tmp_path, small_row_groups, o
                          ids=["plain-seek", "bz2-estimate", "bz2-wrong-sizes"])
 def test_shards_then_merge_equal_a_single_run(tmp_path, monkeypatch, small_row_groups, overlapping_dumps,
                                               compressed, sizes):
-    monkeypatch.setattr(dump_reader, "ESTIMATE_PREFIX_BYTES", 100_000)  # estimate from a prefix, as for big dumps
+    monkeypatch.setattr(text_blocks, "ESTIMATE_PREFIX_BYTES", 100_000)  # estimate from a prefix, as for big dumps
     inputs = overlapping_dumps  # uncompressed: the shards seek instead of skipping
     if compressed:
         inputs = [tmp_path / f"{p.name}.bz2" for p in inputs]
@@ -359,7 +361,7 @@ def test_shards_then_merge_equal_a_single_run(tmp_path, monkeypatch, small_row_g
     single = run_ingest(inputs, tmp_path / "single", chunk_bytes=1 << 20)
     for index in range(3):
         run_ingest(inputs, tmp_path / "sharded", shard=(index, 3), decompressed_sizes=sizes, chunk_bytes=200_000)
-    merged = ingest_merge.merge(tmp_path / "sharded")
+    merged = merge.merge(tmp_path / "sharded")
 
     assert tables_bytes(tmp_path / "sharded") == tables_bytes(tmp_path / "single")
     assert merged["counts"] == single["counts"]
@@ -374,10 +376,10 @@ def test_merge_refuses_missing_or_mismatched_shards(tmp_path):
     for index in (0, 2):
         run_ingest(dump, tmp_path / "out", shard=(index, 3))
     with pytest.raises(UserFacingError, match="1 of 3 shards are missing or unfinished .*00001-of-00003"):
-        ingest_merge.merge(tmp_path / "out")
+        merge.merge(tmp_path / "out")
     run_ingest(dump, tmp_path / "out", shard=(1, 3), languages=("en",))
     with pytest.raises(UserFacingError, match="languages"):
-        ingest_merge.merge(tmp_path / "out")
+        merge.merge(tmp_path / "out")
     assert not (tmp_path / "out" / ENTITIES_FILE).exists()
 
 
@@ -391,8 +393,8 @@ def test_shard_reads_cover_every_line_once(tmp_path, count):
     for path, sizes in [(plain, [plain.stat().st_size]), (packed, [1000])]:  # 1000: a far too small estimate
         got = []
         for index in range(count):
-            for read in dump_reader.shard_reads([path], sizes, index, count):
-                got += [b.data for b in dump_reader.iter_blocks(read.path, 997, read.start, read.end)]
+            for read in text_blocks.shard_reads([path], sizes, index, count):
+                got += [b.data for b in text_blocks.iter_blocks(read.path, 997, read.start, read.end)]
         assert b"".join(got).decode() == "".join(lines)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from preprocess import pipeline
-from preprocess.common import UserFacingError
+from preprocess.core.common import UserFacingError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DUMPS = sorted((REPO_ROOT / "tests" / "data").glob("*.json.bz2"))

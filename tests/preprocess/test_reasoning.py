@@ -2,11 +2,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess import cli, reasoning, sentences
-from preprocess.common import UserFacingError, rng_for
-from preprocess.cycle_triples import EdgeTriples, cycle_edges, edge_key
-from preprocess.reasoning import HeldOutCycles, build_reasoning, covers_cycle, cycle_edge_set, shares_cycle
-from preprocess.tables import TRIPLES_SCHEMA, entities_schema
+from preprocess import cli
+from preprocess.stages import reasoning, sentences
+from preprocess.core.common import UserFacingError, rng_for
+from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
+from preprocess.stages.reasoning import HeldOutCycles, build_reasoning, covers_cycle, cycle_edge_set, shares_cycle
+from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 
 LANGS = ("en", "de", "fr")
 # Two triangles A-B-C and B-D-C sharing B-C: together the diamond A-B-D-C with diagonal B-C.

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess import cli, report
-from preprocess.tables import TRIPLES_SCHEMA, entities_schema
+from preprocess import cli
+from preprocess.stages import report
+from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 
 LANGS = ("en", "de")
 SPAN = pa.struct([("text", pa.string()), ("role", pa.string()), ("id", pa.string()), ("sentence", pa.int32()),

@@ -5,10 +5,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess import cli, sentences
-from preprocess.common import UserFacingError
-from preprocess.sentences import ALIAS, CODESWITCH, SentenceConfig, build_sentences
-from preprocess.tables import TRIPLES_SCHEMA, entities_schema
+from preprocess import cli
+from preprocess.stages import sentences
+from preprocess.core.common import UserFacingError
+from preprocess.stages.sentences import ALIAS, CODESWITCH, SentenceConfig, build_sentences
+from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 
 LANGS = ("en", "de", "fr")
 

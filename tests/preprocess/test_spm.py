@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from preprocess import cli
-from preprocess.common import UserFacingError
-from preprocess.spm import (
+from preprocess.core.common import UserFacingError
+from preprocess.stages.spm import (
     DICT_FILE,
     SPM_FILE,
     FairseqDictionary,
@@ -149,7 +149,7 @@ def test_training_text_of_samples_renders_sentences_and_spreads_over_row_groups(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from preprocess.spm import read_sample_texts
+    from preprocess.stages.spm import read_sample_texts
 
     def row(head, relation, tail, sentences=1):
         return {"spans": [{"text": text, "role": role, "id": "Q1", "sentence": s, "lang": "en"}

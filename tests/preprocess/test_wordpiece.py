@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.common import UserFacingError
-from preprocess.spm import DICT_FILE, SPM_FILE, install_tokenizer, read_sample_texts
-from preprocess.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
+from preprocess.core.common import UserFacingError
+from preprocess.stages.spm import DICT_FILE, SPM_FILE, install_tokenizer, read_sample_texts
+from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
 from tests.conftest import REPO_ROOT, build_real_binarized, run_stage, venv_bin
 from tests.preprocess.test_binarize import load_split, match_rows, rows_by_language, tree_bytes
 
@@ -130,7 +130,7 @@ def test_wordpiece_ids_equal_hf_tokenizer_ids_through_dict_txt(real, imported, f
 
 def test_wordpiece_binarize_round_trip_real_data_with_span_tags(real, imported, data, fairseq_side):
     """Every sample equals its row tokenized by fairseq's bert pipeline; every tagged span decodes to its text."""
-    from kmlm_fairseq.data.span_tags import MENTION_ROLES, tag_role, tag_span
+    from preprocess.core.span_tags import MENTION_ROLES, tag_role, tag_span
 
     assert sorted(p.name for p in data.iterdir()) == [DICT_FILE, HF_TOKENIZER_DIR, "knowledge", "reasoning"]
     assert (data / DICT_FILE).read_bytes() == (imported / DICT_FILE).read_bytes()

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.cycle_triples import EdgeTriples, cycle_edges, edge_key
-from preprocess.tables import TRIPLES_SCHEMA, entities_schema
-from preprocess.xlr import (
+from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
+from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
+from preprocess.stages.xlr import (
     HELDOUT_FILE,
     NUM_CHOICES,
     QUESTION_TEMPLATES,
@@ -307,7 +307,7 @@ def write_reasoning(directory, samples):
 
 
 def shares(cycle, other):
-    """One cycle's edges include all of the other's (independent of preprocess.reasoning.shares_cycle)."""
+    """One cycle's edges include all of the other's (independent of preprocess.stages.reasoning.shares_cycle)."""
     a, b = ({edge_key(u, v) for u, v in cycle_edges(kind, nodes)} for kind, nodes in (cycle, other))
     return a <= b or b <= a
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.common import UserFacingError, write_text
-from preprocess.ingest import (
+from preprocess.core.common import UserFacingError, write_text
+from preprocess.stages.ingest import (
     DUPLICATES, SHARDS_DIR, SUMMARY_FILE, FirstOccurrence, drop_heads, log_summary, remove_previous_outputs,
     kind_counts, shard_dir_name, table_writers,
 )
-from preprocess.tables import ENTITIES_FILE, TRIPLES_FILE, TRIPLES_SCHEMA, entities_schema
+from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, TRIPLES_SCHEMA, entities_schema
 
 logger = logging.getLogger("kmlm-preprocess merge")
 

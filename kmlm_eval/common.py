@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preprocess.common import UserFacingError, write_text
+from preprocess.core.common import UserFacingError, write_text
 
 logger = logging.getLogger(__name__)
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preprocess.common import UserFacingError
+from preprocess.core.common import UserFacingError
 
 ENTITIES_FILE = "entities.parquet"
 TRIPLES_FILE = "triples.parquet"

@@ -1,9 +1,9 @@
 """``kmlm-preprocess binarize``: knowledge sentences and reasoning samples -> fairseq mmap datasets + span tags.
 
 Input: ``--sentences`` ``sentences.parquet`` and/or ``--reasoning`` ``reasoning.parquet`` (files or the directories
-holding them; formats in preprocess/sentences.py and preprocess/reasoning.py: a ``spans`` list of (text, role, id,
-sentence, lang) per sample) and the tokenizer (``preprocess.spm``: sentencepiece, or an imported BERT's WordPiece
-through preprocess/wordpiece.py).
+holding them; formats in preprocess/stages/sentences.py and preprocess/stages/reasoning.py: a ``spans`` list of (text, role, id,
+sentence, lang) per sample) and the tokenizer (``preprocess.stages.spm``: sentencepiece, or an imported BERT's WordPiece
+through preprocess/core/tokenizers/wordpiece.py).
 Output, under ``-o DATA`` (the layout the plugin reads, kmlm_fairseq/data):
   ``DATA/knowledge/<l'>/{train,valid}[k].{bin,idx}`` + ``.tags.{bin,idx}``  l' = the non-English side of lang_pair
   ``DATA/reasoning/<lang>/{train,valid}[k].{bin,idx}`` + ``.tags.{bin,idx}``
@@ -15,7 +15,7 @@ order; the stored sample is those tokens + ``</s>`` (fairseq's masked_lm prepend
 mention is tokenized on its own (" " + text: sentencepiece's word start "▁"; WordPiece splits at spaces anyway, its
 "##" pieces never start a mention) so no subword crosses a span border; the link masks
 are the ``<mask>`` id masked_lm adds to the dictionary; the final "." is the tokenization of " .". The tag dataset
-holds one ``kmlm_fairseq.data.span_tags`` tag per stored token (role, sentence, span = mention index in the sample,
+holds one ``preprocess.core.span_tags`` tag per stored token (role, sentence, span = mention index in the sample,
 entity = index of the distinct Wikidata id in the sample, relations included; ``</s>`` is SPECIAL).
 
 Length (``--max-length``, counting ``<s>`` and ``</s>``). A sample may only be cut at a sentence boundary, never inside
@@ -42,12 +42,10 @@ order, so the files are byte-identical for any worker count. Splits are written 
 of ``--shard-size`` samples. ``--part I/N`` binarizes only the I-th of N row ranges (a SLURM array task, see
 run/slurm/binarize.sbatch) into ``DATA/<kind>/parts/``; ``--gather`` then numbers all parts' shards contiguously.
 """
-import importlib.util
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,31 +57,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess import indexed_writer
-from preprocess.common import PIVOT_LANGUAGE, UserFacingError, map_ordered, parse_languages, rng_for, write_text
-from preprocess.indexed_writer import SUMMARY_FILE, TAGS, TOKENS, TRAIN, VALID, ShardedSplitWriter
-from preprocess.spm import REASONING_FILE, SENTENCE_END, SENTENCES_FILE, add_tokenizer_arguments, install_tokenizer
+from preprocess.core.formats import indexed
+from preprocess.core.common import PIVOT_LANGUAGE, UserFacingError, map_ordered, parse_languages, rng_for, write_text
+from preprocess.core.formats.indexed import SUMMARY_FILE, TAGS, TOKENS, TRAIN, VALID, ShardedSplitWriter
+from preprocess.core.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAG_DTYPE, TAIL, pack_tags
+from preprocess.stages.spm import REASONING_FILE, SENTENCE_END, SENTENCES_FILE, add_tokenizer_arguments, install_tokenizer
 
 logger = logging.getLogger("kmlm-preprocess binarize")
 
 
-def _load_span_tags():
-    """``kmlm_fairseq.data.span_tags`` needs only NumPy, but importing it through its package imports torch and
-    fairseq (~6 s and hundreds of MB in every worker process): load the file on its own unless already loaded."""
-    name = "kmlm_fairseq.data.span_tags"
-    if name in sys.modules:
-        return sys.modules[name]
-    package_dir = importlib.util.find_spec("kmlm_fairseq").submodule_search_locations[0]
-    spec = importlib.util.spec_from_file_location("_kmlm_span_tags", Path(package_dir) / "data" / "span_tags.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-span_tags = _load_span_tags()
-HEAD, LINK, PUNCT, RELATION, SPECIAL, TAIL = (span_tags.HEAD, span_tags.LINK, span_tags.PUNCT, span_tags.RELATION,
-                                              span_tags.SPECIAL, span_tags.TAIL)
-TAG_DTYPE, pack_tags = span_tags.TAG_DTYPE, span_tags.pack_tags
 
 KNOWLEDGE, REASONING = "knowledge", "reasoning"
 ROLE_NAMES = ("head", "relation", "tail")
@@ -191,7 +173,7 @@ class DatasetWriters:
         for lang in {lang for lang, _ in self.writers}:
             for split in (TRAIN, VALID):
                 if (lang, split) not in self.writers:  # none this time: stale shards of an earlier run must go
-                    indexed_writer.remove_shards(self.root / lang, split)
+                    indexed.remove_shards(self.root / lang, split)
         return datasets
 
     def abort(self):
@@ -201,12 +183,12 @@ class DatasetWriters:
 
 def output_root(data_dir, kind, part):
     root = Path(data_dir) / kind
-    return indexed_writer.part_dir(root, part) if part else root
+    return indexed.part_dir(root, part) if part else root
 
 
 def start_output(root):
     """Forget an earlier run's completion marker (a part's directory is rewritten from scratch)."""
-    if indexed_writer.PARTS_DIR in root.parts and root.exists():
+    if indexed.PARTS_DIR in root.parts and root.exists():
         shutil.rmtree(root)
     (root / SUMMARY_FILE).unlink(missing_ok=True)
 
@@ -236,7 +218,7 @@ def add_output_arguments(parser, what):
                        help="encoding processes; 1 encodes in the main process (default: CPUs - 1 = %(default)s)")
     scale.add_argument("--shard-size", type=int, default=10_000_000, metavar="SAMPLES",
                        help="samples per shard file: train, train1, ... (default: %(default)s)")
-    scale.add_argument("--part", type=indexed_writer.parse_part, metavar="I/N",
+    scale.add_argument("--part", type=indexed.parse_part, metavar="I/N",
                        help=f"binarize only the I-th of N {what} ranges into DATA/<kind>/parts/ (SLURM array task)")
     scale.add_argument("--gather", action="store_true",
                        help="only number the shards of all finished --part runs contiguously (after the array job)")
@@ -513,7 +495,7 @@ def binarize_kind(kind, paths, data_dir, tokenizer, max_length=128, languages=No
     thresholds = plan_held_out(kind, paths, languages, seed, valid_fraction, valid_max, chunk_rows)
     n = total_rows(paths)
     start, end = (0, n) if part is None else (n * part[0] // part[1], n * (part[0] + 1) // part[1])
-    streams = {TOKENS: indexed_writer.best_fitting_int_dtype(max(len(tokenizer), tokenizer.mask + 1)),
+    streams = {TOKENS: indexed.best_fitting_int_dtype(max(len(tokenizer), tokenizer.mask + 1)),
                TAGS: np.dtype(TAG_DTYPE)}
     writers, counts, bad_logged = DatasetWriters(root, streams, shard_size), Counter(), 0
     chunks = iter_row_batches(paths, KINDS[kind].columns, chunk_rows, start, end)
@@ -549,7 +531,7 @@ def binarize_kind(kind, paths, data_dir, tokenizer, max_length=128, languages=No
 
 def add_arguments(parser):
     parser.description = __doc__.split("\n\n")[0].replace("``", "")
-    parser.epilog = "Details: the module docstring of preprocess/binarize.py."
+    parser.epilog = "Details: the module docstring of preprocess/stages/binarize.py."
     parser.add_argument("--sentences", nargs="+", default=[], metavar="PATH",
                         help=f"knowledge sentences: {SENTENCES_FILE} file(s) or their directories")
     parser.add_argument("--reasoning", nargs="+", default=[], metavar="PATH",
@@ -565,8 +547,8 @@ def add_arguments(parser):
 def run(args):
     if args.gather:
         for kind in (KNOWLEDGE, REASONING):
-            if (args.output / kind / indexed_writer.PARTS_DIR).is_dir():
-                summary = indexed_writer.gather_parts(args.output / kind)
+            if (args.output / kind / indexed.PARTS_DIR).is_dir():
+                summary = indexed.gather_parts(args.output / kind)
                 logger.info("gathered %d parts of %s: %s", summary["parts"], kind, summary["shards"])
         return 0
     check_scale_arguments(args)

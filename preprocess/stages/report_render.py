@@ -1,7 +1,7 @@
-"""The dataset report as people read it: PNG plots and report.md, drawn from the counts of ``preprocess.report``.
+"""The dataset report as people read it: PNG plots and report.md, drawn from the counts of ``preprocess.stages.report``.
 
 Input
-    report  the report dict that ``preprocess.report.build_report`` returns (the content of report.json; the
+    report  the report dict that ``preprocess.stages.report.build_report`` returns (the content of report.json; the
             sections of the stages not given are absent). Splits and kinds are shown in the dict's order, kinds
             in ``KINDS`` order where the dict sorts them by name.
     data    the arrays the plots need beyond the dict (also from ``build_report``): ``degree`` and
@@ -21,8 +21,8 @@ import json
 
 import numpy as np
 
-from preprocess.common import PIVOT_LANGUAGE, atomic_path
-from preprocess.cycle_triples import DIAMOND, TRIANGLE
+from preprocess.core.common import PIVOT_LANGUAGE, atomic_path
+from preprocess.core.cycle_triples import DIAMOND, TRIANGLE
 
 KINDS = (TRIANGLE, DIAMOND)  # the paper's order; any other kind after them, by name
 

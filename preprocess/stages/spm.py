@@ -1,6 +1,6 @@
 """``kmlm-preprocess spm``: a small sentencepiece model + matching fairseq ``dict.txt`` for demos and tests; and the
 tokenizer that ``binarize`` and ``plain`` use, giving exactly the token ids of fairseq's XLM-R (or of an imported
-BERT, through preprocess/wordpiece.py, which has the same interface).
+BERT, through preprocess/core/tokenizers/wordpiece.py, which has the same interface).
 
 Token ids. fairseq's XLM-R encodes text with ``SentencepieceBPE.encode`` (sentencepiece pieces joined by spaces)
 and ``Dictionary.encode_line`` (each piece -> its index in ``dict.txt``, an unknown piece -> ``<unk>``), where the
@@ -16,7 +16,7 @@ Where the tokenizer comes from (the files are copied to ``DATA/sentencepiece.bpe
                               = sentencepiece id + 1 for ids >= 3, which is XLM-R's ``dict.txt``). A directory with only
                               ``tokenizer.json`` (an XLM-R fast tokenizer) is unsupported: no sentencepiece model.
                               Or the directory ``kmlm-export fairseq`` writes for a BERT model (``dict.txt`` +
-                              ``hf_tokenizer/``, no sentencepiece model): WordPiece, preprocess/wordpiece.py; copied to
+                              ``hf_tokenizer/``, no sentencepiece model): WordPiece, preprocess/core/tokenizers/wordpiece.py; copied to
                               ``DATA/dict.txt`` + ``DATA/hf_tokenizer/``.
   ``--spm-model F --dict F``  the two files named explicitly.
   neither                     ``DATA``'s own files: ``sentencepiece.bpe.model`` + ``dict.txt`` (e.g. from
@@ -45,8 +45,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preprocess import dump_reader
-from preprocess.common import UserFacingError, atomic_path, write_text
+from preprocess.core import text_blocks
+from preprocess.core.common import UserFacingError, atomic_path, write_text
 
 logger = logging.getLogger("kmlm-preprocess spm")
 
@@ -262,7 +262,7 @@ def find_spm_model(directory):
 def find_wordpiece_dir(directory):
     """The WordPiece tokenizer directory of a ``--tokenizer DIR`` (``DIR/hf_tokenizer`` as ``kmlm-export fairseq``
     writes it for BERT, or DIR itself), or None when DIR is a sentencepiece directory or holds no WordPiece."""
-    from preprocess.wordpiece import HF_TOKENIZER_DIR, is_wordpiece_dir
+    from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, is_wordpiece_dir
 
     directory = Path(directory)
     if not directory.is_dir() or (directory / SPM_FILE).is_file() or any(directory.glob("*.model")):
@@ -338,7 +338,7 @@ def _remove_other_tokenizer(path, installed):
 
 def install_wordpiece(source_dir, source_dict, data_dir):
     """Copy a WordPiece tokenizer + dict.txt into ``data_dir``; return its ``WordPieceTokenizer``."""
-    from preprocess.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
+    from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
 
     tokenizer_dir, dictionary = data_dir / HF_TOKENIZER_DIR, data_dir / DICT_FILE
     WordPieceTokenizer(source_dir, source_dict)  # a clear error before DATA changes
@@ -358,8 +358,8 @@ def _checked(tokenizer, dictionary):
 
 def install_tokenizer(args, data_dir):
     """Resolve the tokenizer options, copy (or derive) the files into ``data_dir``; return its tokenizer
-    (``Tokenizer``, or ``preprocess.wordpiece.WordPieceTokenizer`` for a BERT WordPiece vocabulary)."""
-    from preprocess.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
+    (``Tokenizer``, or ``preprocess.core.tokenizers.wordpiece.WordPieceTokenizer`` for a BERT WordPiece vocabulary)."""
+    from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
 
     data_dir = Path(data_dir)
     model, dictionary = data_dir / SPM_FILE, data_dir / DICT_FILE
@@ -440,7 +440,7 @@ def read_sample_texts(path, limit):
 def read_lines(path, limit):
     """The first ``limit`` non-blank lines of a text file (plain, gz or bz2)."""
     lines = []
-    for block in dump_reader.iter_blocks(path, 4 << 20):
+    for block in text_blocks.iter_blocks(path, 4 << 20):
         lines += [line for line in block.data.decode("utf-8", "replace").split("\n") if line.strip()]
         if len(lines) >= limit:
             break

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from kmlm_fairseq.evaluation import common
-from preprocess.common import UserFacingError, parse_languages
+from kmlm_eval import common
+from preprocess.core.common import UserFacingError, parse_languages
 
 logger = logging.getLogger(__name__)
 TASK = "xfactr"
@@ -112,7 +112,7 @@ class Names:
     def __init__(self, languages, entities=None, aliases=None, ids=None):
         self.table, self.alias_files = None, {}
         if entities is not None:
-            from preprocess.tables import LabelTable
+            from preprocess.core.formats.tables import LabelTable
 
             self.table = LabelTable(entities, languages, ids=ids, with_aliases=True)
         elif aliases is not None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from kmlm_fairseq.evaluation import common
-from preprocess.common import UserFacingError
+from kmlm_eval import common
+from preprocess.core.common import UserFacingError
 
 logger = logging.getLogger(__name__)
 TASK = "ner"

@@ -14,14 +14,14 @@ import importlib
 import sys
 from pathlib import Path
 
-from kmlm_fairseq.evaluation import common
-from preprocess.common import UserFacingError, run_command
+from kmlm_eval import common
+from preprocess.core.common import UserFacingError, run_command
 
 TASKS = {
-    "xlr": ("kmlm_fairseq.evaluation.xlr", "XLR multiple choice: fine-tune on English, accuracy per language"),
-    "xfactr": ("kmlm_fairseq.evaluation.xfactr", "X-FACTR zero-shot factual probing: accuracy per language"),
-    "ner": ("kmlm_fairseq.evaluation.ner", "NER (CoNLL-02/03, PAN-X): fine-tune on English, F1 per language"),
-    "relx": ("kmlm_fairseq.evaluation.relx", "RELX relation classification: fine-tune on KBP-37, accuracy per "
+    "xlr": ("kmlm_eval.xlr", "XLR multiple choice: fine-tune on English, accuracy per language"),
+    "xfactr": ("kmlm_eval.xfactr", "X-FACTR zero-shot factual probing: accuracy per language"),
+    "ner": ("kmlm_eval.ner", "NER (CoNLL-02/03, PAN-X): fine-tune on English, F1 per language"),
+    "relx": ("kmlm_eval.relx", "RELX relation classification: fine-tune on KBP-37, accuracy per "
                                             "language"),
 }
 

@@ -8,7 +8,7 @@ Output: WORKDIR laid out as in run/demo.sh::
     tables/ sentences/ cycles/ xlr/ reasoning/ report/ [plain_text/] data/ [checkpoints/ hf/ eval_xlr/]
 
 Each stage runs as ``python -m MODULE ...`` in its own process (``preprocess.cli STAGE`` for the data stages,
-fairseq's ``fairseq_cli.hydra_train`` for train, ``kmlm_fairseq.export.cli hf``, ``kmlm_fairseq.evaluation.cli
+fairseq's ``fairseq_cli.hydra_train`` for train, ``kmlm_fairseq.export.cli hf``, ``kmlm_eval.cli
 xlr``): memory is returned after it, and a killed driver kills its stage (Linux PR_SET_PDEATHSIG). After a stage
 succeeds the driver writes its completion marker ``WORKDIR/<its directory>/.done.<stage>.json`` (atomically; no
 timestamps, so equal runs give equal files) holding a fingerprint: a hash of the stage name, its exact arguments
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from preprocess.cli import STAGES, stage_parser
-from preprocess.common import UserFacingError, parse_languages, write_text
+from preprocess.core.common import UserFacingError, parse_languages, write_text
 
 logger = logging.getLogger("kmlm-preprocess pipeline")
 
@@ -52,7 +52,7 @@ WORKDIR = "{WORKDIR}"  # placeholder in a step's arguments, resolved when it run
 REPO = "{REPO}"  # the repository (configs/), likewise
 LOCK_FILE = ".pipeline.lock"
 NO_MARKER = "no completion marker"  # the one reason a resumable step continues its interrupted run
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,8 @@ def model_steps(args, data_stages):
         steps.append(Step("eval-xlr", "eval_xlr", ("--model", f"{args.train}={W}/hf", "--data", f"{W}/xlr",
                                                    "--output", f"{W}/eval_xlr", "--seed", str(args.seed)),
                           inputs=("export", "xlr"), outputs=("eval_xlr/results.md",),
-                          entry=("kmlm_fairseq.evaluation.cli", "xlr"),
-                          code_modules=("kmlm_fairseq.evaluation.cli", "kmlm_fairseq.evaluation.xlr"),
+                          entry=("kmlm_eval.cli", "xlr"),
+                          code_modules=("kmlm_eval.cli", "kmlm_eval.xlr"),
                           code_packages=("transformers", "torch"),
                           description="fine-tune on English XLR, accuracy per language"))
     return steps
@@ -355,7 +355,7 @@ def check_hydra_overrides(steps, overrides, workdir):
 # fingerprints
 
 
-OUR_PACKAGES = ("preprocess", "kmlm_fairseq")
+OUR_PACKAGES = ("preprocess", "kmlm_fairseq", "kmlm_eval")
 
 
 def module_file(name):

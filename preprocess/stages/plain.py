@@ -6,13 +6,13 @@ one after the other.
 Output, under ``-o DATA`` (next to binarize's knowledge/ and reasoning/):
   ``DATA/plain/<lang>/{train,valid}[k].{bin,idx}``  each line's tokens + ``</s>`` (masked_lm prepends ``<s>``)
   ``DATA/plain/summary.json``; the tokenizer files ``DATA/sentencepiece.bpe.model`` (or, for an imported BERT's
-  WordPiece, ``DATA/hf_tokenizer/``) and ``DATA/dict.txt`` (preprocess/spm.py, preprocess/wordpiece.py).
+  WordPiece, ``DATA/hf_tokenizer/``) and ``DATA/dict.txt`` (preprocess/stages/spm.py, preprocess/core/tokenizers/wordpiece.py).
 Lines that are blank, not UTF-8, or tokenize to nothing are skipped and counted; a line is never cut (masked_lm's
 ``TokenBlockDataset`` splits long samples when training).
 
 Backends, with byte-identical files (tests/preprocess/test_plain.py):
   ``--backend direct`` (default): tokenizer ids -> fairseq ids with one NumPy lookup -> the ``.bin`` written in
-      one write per chunk and the ``.idx`` once per shard (preprocess/indexed_writer.py; DESIGN.md section 4).
+      one write per chunk and the ``.idx`` once per shard (preprocess/core/formats/indexed.py; DESIGN.md section 4).
   ``--backend fairseq``: the lines' pieces (fairseq symbols) go to a temporary text file per shard, which
       ``fairseq-preprocess --only-source --srcdict DATA/dict.txt`` binarizes (the reference, ~7.6k lines/s).
 
@@ -44,8 +44,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from preprocess import dump_reader, indexed_writer
-from preprocess.binarize import (
+from preprocess.core import text_blocks
+from preprocess.core.formats import indexed
+from preprocess.stages.binarize import (
     DatasetWriters,
     HeldOutPlanner,
     add_output_arguments,
@@ -56,9 +57,9 @@ from preprocess.binarize import (
     output_root,
     start_output,
 )
-from preprocess.common import UserFacingError, map_ordered, write_text
-from preprocess.indexed_writer import SUMMARY_FILE, TOKENS, TRAIN, VALID, shard_name
-from preprocess.spm import install_tokenizer
+from preprocess.core.common import UserFacingError, map_ordered, write_text
+from preprocess.core.formats.indexed import SUMMARY_FILE, TOKENS, TRAIN, VALID, shard_name
+from preprocess.stages.spm import install_tokenizer
 
 logger = logging.getLogger("kmlm-preprocess plain")
 
@@ -106,7 +107,7 @@ def part_ranges(inputs, part):
     """The byte ranges of the inputs (as one stream) that ``part`` (index, count) owns; all of them for None."""
     if part is None:
         return [Range(k, lang, path, 0, None) for k, (lang, path) in enumerate(inputs)]
-    sizes = [dump_reader.split_size(path) for _, path in inputs]
+    sizes = [text_blocks.split_size(path) for _, path in inputs]
     total = sum(sizes)
     start = total * part[0] // part[1]
     end = total * (part[0] + 1) // part[1] if part[0] + 1 < part[1] else None
@@ -146,7 +147,7 @@ def plan_held_out(inputs, seed, fraction, valid_max, chunk_bytes):
         planner.add(lang, np.zeros(0, np.uint64))
         if fraction == 0 or valid_max == 0:
             continue
-        for block in dump_reader.iter_blocks(path, chunk_bytes):
+        for block in text_blocks.iter_blocks(path, chunk_bytes):
             starts = line_starts(block.data)
             blank = blank_lines(block.data, starts)
             planner.add(lang, held_out_hash(line_keys(k, block.offset + starts[~blank]), salt))
@@ -155,7 +156,7 @@ def plan_held_out(inputs, seed, fraction, valid_max, chunk_bytes):
 
 def iter_items(ranges, chunk_bytes):
     for r in ranges:
-        for block in dump_reader.iter_blocks(r.path, chunk_bytes, r.start, r.end):
+        for block in text_blocks.iter_blocks(r.path, chunk_bytes, r.start, r.end):
             yield r.lang, r.file_number, block.offset, block.first_line, block.data
 
 
@@ -202,7 +203,7 @@ class PlainEncoder:
     def __init__(self, tokenizer, thresholds, seed, backend, spm_threads=1):
         self.tokenizer, self.thresholds, self.backend, self.spm_threads = tokenizer, thresholds, backend, spm_threads
         self.salt = held_out_salt(seed, PLAIN)
-        self.dtype = indexed_writer.best_fitting_int_dtype(len(tokenizer))
+        self.dtype = indexed.best_fitting_int_dtype(len(tokenizer))
 
     def __call__(self, item):
         lang, file_number, offset, first_line, data = item
@@ -293,12 +294,12 @@ class FairseqPreprocessWriters:
         for (lang, split), state in sorted(self.state.items()):
             if state["file"] is not None:
                 self._flush(lang, split, state)
-            indexed_writer.remove_shards(self.root / lang, split, keep=state["shards"])
+            indexed.remove_shards(self.root / lang, split, keep=state["shards"])
             datasets[f"{lang}/{split}"] = {k: state[k] for k in ("samples", "tokens", "shards")}
         for lang in {lang for lang, _ in self.state}:
             for split in (TRAIN, VALID):
                 if (lang, split) not in self.state:
-                    indexed_writer.remove_shards(self.root / lang, split)
+                    indexed.remove_shards(self.root / lang, split)
         return datasets
 
     def abort(self):
@@ -318,11 +319,11 @@ def binarize_plain(inputs, data_dir, tokenizer, backend=DIRECT, seed=1, valid_fr
     thresholds = plan_held_out(inputs, seed, valid_fraction, valid_max, chunk_bytes)
     ranges = part_ranges(inputs, part)
     if backend == DIRECT:
-        writers = DatasetWriters(root, {TOKENS: indexed_writer.best_fitting_int_dtype(len(tokenizer))}, shard_size)
+        writers = DatasetWriters(root, {TOKENS: indexed.best_fitting_int_dtype(len(tokenizer))}, shard_size)
     else:
         writers = FairseqPreprocessWriters(root, tokenizer.dict_path, shard_size, workers)
     counts, bad_logged = Counter(), 0
-    total = None if any(dump_reader.detect_format(r.path) != dump_reader.PLAIN for r in ranges) else sum(
+    total = None if any(text_blocks.detect_format(r.path) != text_blocks.PLAIN for r in ranges) else sum(
         (r.end if r.end is not None else r.path.stat().st_size) - r.start for r in ranges)
     try:
         with tqdm(total=total, unit="B", unit_scale=True, desc="binarize plain", mininterval=1) as bar:
@@ -358,7 +359,7 @@ def binarize_plain(inputs, data_dir, tokenizer, backend=DIRECT, seed=1, valid_fr
 
 def add_arguments(parser):
     parser.description = __doc__.split("\n\n")[0].replace("``", "")
-    parser.epilog = "Details: the module docstring of preprocess/plain.py."
+    parser.epilog = "Details: the module docstring of preprocess/stages/plain.py."
     parser.add_argument("inputs", nargs="*", metavar="[LANG=]FILE",
                         help="text files, one sample per line; LANG= may be left out for files named <lang>.txt[.gz]")
     parser.add_argument("--backend", choices=(DIRECT, FAIRSEQ), default=DIRECT,
@@ -373,7 +374,7 @@ def add_arguments(parser):
 
 def run(args):
     if args.gather:
-        summary = indexed_writer.gather_parts(args.output / PLAIN)
+        summary = indexed.gather_parts(args.output / PLAIN)
         logger.info("gathered %d parts of plain: %s", summary["parts"], summary["shards"])
         return 0
     check_scale_arguments(args)

@@ -1,6 +1,6 @@
 """``kmlm-preprocess sentences``: Wikidata triples -> code-switched and alias-replaced knowledge sentences.
 
-Input (``--input``, made by ``ingest``; schema in ``preprocess.tables``): ``entities.parquet`` + ``triples.parquet``.
+Input (``--input``, made by ``ingest``; schema in ``preprocess.core.formats.tables``): ``entities.parquet`` + ``triples.parquet``.
 Output: ``--output/sentences.parquet``, one row per sample:
   ``spans``         list<struct<text, role, id, sentence, lang>>: head, relation, tail in this order, sentence 0
   ``triple_index``  int64, the triple's row in triples.parquet
@@ -45,8 +45,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.common import PIVOT_LANGUAGE, UserFacingError, atomic_path, parse_languages, rng_for
-from preprocess.tables import (
+from preprocess.core.common import PIVOT_LANGUAGE, UserFacingError, atomic_path, parse_languages, rng_for
+from preprocess.core.formats.tables import (
     ENTITIES_FILE,
     TRIPLE_COLUMNS,
     TRIPLES_FILE,

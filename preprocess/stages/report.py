@@ -5,7 +5,7 @@
 
 Input (every option but ``--tables`` optional: the report covers what is given; a given directory without its
 files is an error naming what is missing). Each option takes the stage's output directory (or the file itself):
-    --tables     entities.parquet + triples.parquet (preprocess/tables.py)
+    --tables     entities.parquet + triples.parquet (preprocess/core/formats/tables.py)
     --sentences  sentences.parquet (spans, triple_index, variant, lang_pair; notes/samples_format.md)
     --cycles     cycles.parquet (cycle_id, kind, nodes) + cycles_stats.json (every key is shown as it is)
     --reasoning  reasoning.parquet (cycle_id, kind, lang, spans)
@@ -35,7 +35,7 @@ What is counted
         relations per split; samples whose ``choice_ids[label]`` is not ``relation`` (should be 0).
     examples: a few random rows (chosen under ``--seed``) rendered as text, each sentence ``h <mask> r <mask> t .``
 
-This module counts (report.json and the report dict); preprocess/report_render.py draws the plots and writes
+This module counts (report.json and the report dict); preprocess/stages/report_render.py draws the plots and writes
 report.md from that dict.
 
 Scale: tables are read column by column (nested span fields alone, never the texts), large ones in row batches,
@@ -53,9 +53,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.common import PIVOT_LANGUAGE, UserFacingError, rng_for, write_text
-from preprocess.report_render import in_kind_order, kind_order, render_markdown, write_plots
-from preprocess.tables import ENTITIES_FILE, TRIPLES_FILE, aliases_column, description_column, label_column, \
+from preprocess.core.common import PIVOT_LANGUAGE, UserFacingError, rng_for, write_text
+from preprocess.stages.report_render import in_kind_order, kind_order, render_markdown, write_plots
+from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, aliases_column, description_column, label_column, \
     table_languages
 
 logger = logging.getLogger(__name__)
@@ -719,7 +719,7 @@ def add_arguments(parser):
 
 
 def build_report(args):
-    """(report dict, the arrays the plots need beyond it: see preprocess/report_render.py)."""
+    """(report dict, the arrays the plots need beyond it: see preprocess/stages/report_render.py)."""
     entities, triples, labels = read_tables(args.tables)
     graph = EntityGraph(triples)
     report = {

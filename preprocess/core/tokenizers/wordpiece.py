@@ -1,5 +1,5 @@
 """WordPiece tokenization (BERT, mBERT) for ``binarize`` and ``plain``: the fairseq ids of a model imported with
-``kmlm-export fairseq``, behind the interface of ``preprocess.spm.Tokenizer``.
+``kmlm-export fairseq``, behind the interface of ``preprocess.stages.spm.Tokenizer``.
 
 Input: the directory ``kmlm-export fairseq BERT_DIR OUT`` writes: ``OUT/dict.txt`` (the HF vocabulary in HF id order,
 BERT's special tokens left out: fairseq's ``<s> <pad> </s> <unk>`` take ids 0-3 and masked_lm adds ``<mask>``
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.common import UserFacingError
-from preprocess.spm import BOS, EOS, MASK, PAD, UNK, FairseqDictionary, FairseqIdsTokenizer, append_eos, flatten
+from preprocess.core.common import UserFacingError
+from preprocess.stages.spm import BOS, EOS, MASK, PAD, UNK, FairseqDictionary, FairseqIdsTokenizer, append_eos, flatten
 
 HF_TOKENIZER_DIR = "hf_tokenizer"
 HF_TOKENIZER_FILE = "tokenizer.json"

@@ -1,9 +1,9 @@
 """``kmlm-preprocess reasoning``: cycles of the entity graph -> monolingual reasoning samples.
 
 Input:
-  ``--input``   the ingest tables (``preprocess.tables``): ``entities.parquet`` (labels), ``triples.parquet``.
+  ``--input``   the ingest tables (``preprocess.core.formats.tables``): ``entities.parquet`` (labels), ``triples.parquet``.
   ``--cycles``  a directory with ``cycles.parquet`` (``cycle_id`` int64, ``kind`` "triangle" | "diamond", ``nodes``
-                list<string>; see ``preprocess.cycle_triples``).
+                list<string>; see ``preprocess.core.cycle_triples``).
   ``--exclude`` optional Parquet file with columns ``kind``, ``nodes``: cycles held out of pretraining (the XLR
                 dev/test cycles, written by the ``xlr`` stage).
 Output: ``--output/reasoning.parquet``, one row per (cycle, language):
@@ -14,7 +14,7 @@ Rows are ordered as the cycles in cycles.parquet, then by language in ``--langua
 Rules (KMLM, DESIGN.md section 1):
 - One triple per edge of the cycle, chosen once per cycle with ``EdgeTriples.choose`` and
   ``rng_for(seed, "reasoning", cycle_id)``, and shared by all languages; each sentence is that triple in its real
-  direction: a triangle gives 3 sentences, a diamond 5 with the diagonal last (``preprocess.cycle_triples``).
+  direction: a triangle gives 3 sentences, a diamond 5 with the diagonal last (``preprocess.core.cycle_triples``).
 - The sample is rendered monolingually with default labels in every language of ``--languages`` in which every
   entity and relation of the chosen triples has a label; the other languages are skipped and counted.
 - ``--exclude``: a cycle that shares a held-out cycle (``shares_cycle``: one's undirected edges include all edges of
@@ -37,9 +37,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.common import UserFacingError, atomic_path, rng_for
-from preprocess.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges, edge_key
-from preprocess.sentences import (
+from preprocess.core.common import UserFacingError, atomic_path, rng_for
+from preprocess.core.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges, edge_key
+from preprocess.stages.sentences import (
     LOOKUP_BATCH,
     ROLES,
     SPANS_TYPE,
@@ -47,7 +47,7 @@ from preprocess.sentences import (
     resolve_languages,
     spans_array,
 )
-from preprocess.tables import TRIPLE_COLUMNS, TRIPLES_FILE, existing_table, label_column, read_entity_columns
+from preprocess.core.formats.tables import TRIPLE_COLUMNS, TRIPLES_FILE, existing_table, label_column, read_entity_columns
 
 logger = logging.getLogger("kmlm-preprocess reasoning")
 

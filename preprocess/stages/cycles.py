@@ -1,6 +1,6 @@
 """``kmlm-preprocess cycles``: triples -> triangles and diamonds of the undirected entity graph.
 
-Input:  ``--input DIR`` holding ``triples.parquet`` (preprocess/tables.py; only ``head`` and ``tail`` are read).
+Input:  ``--input DIR`` holding ``triples.parquet`` (preprocess/core/formats/tables.py; only ``head`` and ``tail`` are read).
 Output: ``--output DIR`` receives
   ``cycles.parquet``: ``cycle_id`` int64 (the row number), ``kind`` string ("triangle" | "diamond"),
       ``nodes`` list<string> (entity ids, layout below), and
@@ -63,9 +63,9 @@ import pyarrow.parquet as pq
 from numba import njit
 from tqdm import tqdm
 
-from preprocess.common import UserFacingError, atomic_path, rng_for, write_text
-from preprocess.cycle_triples import DIAMOND, TRIANGLE
-from preprocess.tables import TRIPLES_FILE, existing_table
+from preprocess.core.common import UserFacingError, atomic_path, rng_for, write_text
+from preprocess.core.cycle_triples import DIAMOND, TRIANGLE
+from preprocess.core.formats.tables import TRIPLES_FILE, existing_table
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.common import UserFacingError, write_text
+from preprocess.core.common import UserFacingError, write_text
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1

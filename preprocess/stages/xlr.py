@@ -3,7 +3,7 @@
 ``kmlm-preprocess xlr --input TABLES --cycles CYCLES --output OUT [--seed 1]``
 
 Input
-    TABLES/entities.parquet, TABLES/triples.parquet (preprocess/tables.py);
+    TABLES/entities.parquet, TABLES/triples.parquet (preprocess/core/formats/tables.py);
     CYCLES: ``cycles.parquet`` or its directory (cycle_id int64, kind "triangle" | "diamond", nodes list<string>).
 Output (all written atomically, byte-identical for the same inputs and ``--seed``)
     OUT/train.en.jsonl           English only (the paper fine-tunes on English)
@@ -81,7 +81,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.common import (
+from preprocess.core.common import (
     DEFAULT_LANGUAGES,
     PIVOT_LANGUAGE,
     UserFacingError,
@@ -90,9 +90,9 @@ from preprocess.common import (
     rng_for,
     write_parquet,
 )
-from preprocess.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges, edge_key
-from preprocess.reasoning import HeldOutCycles
-from preprocess.tables import TRIPLES_FILE, LabelTable, read_table
+from preprocess.core.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges, edge_key
+from preprocess.stages.reasoning import HeldOutCycles
+from preprocess.core.formats.tables import TRIPLES_FILE, LabelTable, read_table
 
 logger = logging.getLogger("kmlm-preprocess xlr")
 

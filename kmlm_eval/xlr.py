@@ -2,7 +2,7 @@
 
 ``kmlm-eval xlr --model [NAME=]HF_DIR [--model ...] --data XLR_DIR --output OUT [--languages en,de,...]``
 
-Input: the directory ``kmlm-preprocess xlr`` writes (preprocess/xlr.py): ``train.en.jsonl``, ``test.<lang>.jsonl``
+Input: the directory ``kmlm-preprocess xlr`` writes (preprocess/stages/xlr.py): ``train.en.jsonl``, ``test.<lang>.jsonl``
 (and ``dev.<lang>.jsonl``, scored with ``--dev``). One JSON object per line with at least
 ``question`` (string), ``context`` (list of strings), ``choices`` (list of strings, the same number on every line
 of a file) and ``label`` (index of the right choice); other fields (id, cycle_id, lang, choice_ids, ...) are
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from kmlm_fairseq.evaluation import common
-from preprocess.common import UserFacingError, parse_languages
+from kmlm_eval import common
+from preprocess.core.common import UserFacingError, parse_languages
 
 logger = logging.getLogger(__name__)
 TASK = "xlr"

@@ -1,6 +1,6 @@
 """``kmlm-preprocess descriptions``: entity descriptions -> plain text per language (the demo's MLM stream).
 
-Input: ``entities.parquet`` of the ingest stage (``description_<lang>`` columns, preprocess/tables.py).
+Input: ``entities.parquet`` of the ingest stage (``description_<lang>`` columns, preprocess/core/formats/tables.py).
 Output: ``OUT/<lang>.txt``, one non-empty description per line in table order, written atomically, ready for
 ``kmlm-preprocess plain OUT/*.txt``. Real runs use CC100 (XLM-R) or Wikipedia (mBERT) text instead.
 """
@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preprocess.common import UserFacingError, parse_languages, write_text
-from preprocess.tables import ENTITIES_FILE, description_column, existing_table, table_languages
+from preprocess.core.common import UserFacingError, parse_languages, write_text
+from preprocess.core.formats.tables import ENTITIES_FILE, description_column, existing_table, table_languages
 
 logger = logging.getLogger(__name__)
 

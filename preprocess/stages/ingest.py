@@ -7,7 +7,7 @@ lines, ``\\r\\n`` line ends. Both claim formats are read: today's (the datavalue
 (only ``"numeric-id": 5`` with ``"entity-type": "item"``). An id seen again (overlapping inputs) keeps its first
 row and triples only; the later occurrences are counted as duplicates.
 
-Output (schema: ``preprocess.tables``; rows in dump order, so the bytes do not depend on ``--workers``):
+Output (schema: ``preprocess.core.formats.tables``; rows in dump order, so the bytes do not depend on ``--workers``):
   ``OUT/entities.parquet``  one row per item or property: ``id``, ``kind`` ("item" | "property"), and per
                             language L ``label_L``, ``aliases_L`` (list, possibly empty), ``description_L``.
   ``OUT/triples.parquet``   ``head``, ``relation``, ``tail``: one row per statement of an *item* whose main snak
@@ -36,13 +36,13 @@ offset, and the final log line gives the counts. A truncated or corrupt compress
 error naming the file and how far it got; the tables are written to temporary files and renamed only when
 complete, so a failed run leaves no table that looks complete.
 
-Speed: one reader process decompresses (``preprocess.dump_reader``: isal for gzip, lbzip2 for bzip2) and cuts
+Speed: one reader process decompresses (``preprocess.core.text_blocks``: isal for gzip, lbzip2 for bzip2) and cuts
 the stream into blocks of whole lines; ``--workers`` parser processes decode them with msgspec typed Structs that
 name only the used fields (unused ones are skipped without building Python objects; DESIGN.md §4): ~3x a
 ujson line loop on one core, tables included (bench/ingest.py).
 
 Sharding (SLURM arrays, ``run/slurm/ingest.sbatch``): ``--shard I/N`` reads only the lines whose first byte lies
-in the I-th of N byte ranges of the decompressed stream (see ``preprocess.dump_reader`` for how compressed input
+in the I-th of N byte ranges of the decompressed stream (see ``preprocess.core.text_blocks`` for how compressed input
 is split) and writes ``OUT/shards/IIIII-of-NNNNN/``; ``kmlm-preprocess merge -o OUT`` then concatenates the
 shards in order into tables byte-identical to a single run.
 """
@@ -67,9 +67,9 @@ import pyarrow.parquet as pq
 from msgspec.structs import astuple
 from tqdm import tqdm
 
-from preprocess import dump_reader
-from preprocess.common import DEFAULT_LANGUAGES, UserFacingError, atomic_path, map_ordered, parse_languages, write_text
-from preprocess.tables import ENTITIES_FILE, TRIPLES_FILE, TRIPLES_SCHEMA, entities_schema
+from preprocess.core import text_blocks
+from preprocess.core.common import DEFAULT_LANGUAGES, UserFacingError, atomic_path, map_ordered, parse_languages, write_text
+from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, TRIPLES_SCHEMA, entities_schema
 
 logger = logging.getLogger("kmlm-preprocess ingest")
 
@@ -463,16 +463,16 @@ def shard_dir_name(index, count):
 
 
 def plan_reads(inputs, shard, decompressed_sizes):
-    """The ``dump_reader.Read``s of this run, and the shard's description for the summary (None if unsharded)."""
+    """The ``text_blocks.Read``s of this run, and the shard's description for the summary (None if unsharded)."""
     if shard is None:
-        return [dump_reader.Read(path) for path in inputs], None
+        return [text_blocks.Read(path) for path in inputs], None
     if decompressed_sizes and len(decompressed_sizes) != len(inputs):
         raise UserFacingError(f"--decompressed-size needs one value per input ({len(inputs)}), "
                               f"got {len(decompressed_sizes)}")
-    sizes = [dump_reader.split_size(path, given)
+    sizes = [text_blocks.split_size(path, given)
              for path, given in zip(inputs, decompressed_sizes or [None] * len(inputs))]
     index, count = shard
-    reads = dump_reader.shard_reads(inputs, sizes, index, count)
+    reads = text_blocks.shard_reads(inputs, sizes, index, count)
     logger.info("shard %d/%d of %s decompressed bytes%s: %s", index, count, f"{sum(sizes):,}",
                 "" if decompressed_sizes else " (compressed inputs: estimated; --decompressed-size evens the shards)",
                 "; ".join(f"{r.path} [{r.start:,}, {'end' if r.end is None else f'{r.end:,}'})" for r in reads)
@@ -506,7 +506,7 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
 
     started, counts, first = time.perf_counter(), Counter(), FirstOccurrence()
     with table_writers(out_dir, config.languages) as (entities_out, triples_out), _progress_bar(reads) as on_read:
-        blocks = (b for r in reads for b in dump_reader.iter_blocks(r.path, chunk_bytes, r.start, r.end, on_read))
+        blocks = (b for r in reads for b in text_blocks.iter_blocks(r.path, chunk_bytes, r.start, r.end, on_read))
         for result in parse_blocks(blocks, config, workers):
             _log_bad_lines(result, seen_before=sum(counts[r] for r in SKIP_REASONS))
             counts.update(result.counts)
@@ -563,7 +563,7 @@ def _list_info(path, ids):
 def _progress_bar(reads):
     """Yield ``on_read(n_bytes, **postfix)``: a tqdm bar of decompressed bytes (MB/s) with the entities so far.
     Its total is known when every input is uncompressed."""
-    plain = all(dump_reader.detect_format(r.path) == dump_reader.PLAIN for r in reads)
+    plain = all(text_blocks.detect_format(r.path) == text_blocks.PLAIN for r in reads)
     total = sum((r.end or r.path.stat().st_size) - r.start for r in reads) if plain else None
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="ingest", mininterval=1 if sys.stderr.isatty() else 30)
     postfix = {}

@@ -1,0 +1,1 @@
+"""Shared code of the data side: never imports torch or fairseq."""

@@ -1,0 +1,1 @@
+"""One module per file format: its name, schema, reader (with its checks) and writer."""

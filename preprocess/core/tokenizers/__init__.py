@@ -1,0 +1,1 @@
+"""Tokenizers that give fairseq ids without importing fairseq."""

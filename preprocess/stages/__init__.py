@@ -1,0 +1,1 @@
+"""One module per `kmlm-preprocess` subcommand, named after it."""
