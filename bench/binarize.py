@@ -38,9 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: it reads the variable then
 
-from preprocess.core.common import DEFAULT_LANGUAGES  # noqa: E402
+from preprocess.core.languages import DEFAULT_LANGUAGES  # noqa: E402
+from preprocess.core.tokenizers.dictionary import DICT_FILE  # noqa: E402
+from preprocess.core.tokenizers.sentencepiece import SPM_FILE, Tokenizer  # noqa: E402
 from preprocess.stages.plain import DIRECT, binarize_plain  # noqa: E402
-from preprocess.stages.spm import DICT_FILE, SPM_FILE, Tokenizer, dict_text, train_model  # noqa: E402
+from preprocess.stages.spm import dict_text, train_model  # noqa: E402
 
 SAMPLES = [ROOT / "tests" / "data" / name for name in ("opentapioca_sample_items.json.bz2",
                                                        "wikibrain_2014_testdump.json.bz2")]

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from preprocess.stages.cycles import find_cycles, fold_edges  # noqa: E402
+from preprocess.core.cycle_kernels import find_cycles, fold_edges
 
 
 def chung_lu_pairs(num_nodes, num_pairs, gamma, rng, batch=1 << 22):

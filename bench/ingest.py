@@ -24,7 +24,7 @@ from pathlib import Path
 
 import ujson
 
-from preprocess.core.common import DEFAULT_LANGUAGES
+from preprocess.core.languages import DEFAULT_LANGUAGES
 from preprocess.stages.ingest import ID_PREFIXES, LANGUAGE_FALLBACKS, ingest
 
 SAMPLES = [Path(__file__).resolve().parents[1] / "tests" / "data" / name

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from kmlm_eval import common
-from preprocess.core.common import UserFacingError, run_command
+from preprocess.core.console import run_command
+from preprocess.core.errors import UserFacingError
 
 TASKS = {
     "xlr": ("kmlm_eval.xlr", "XLR multiple choice: fine-tune on English, accuracy per language"),

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from preprocess.core.common import UserFacingError, write_text
+from preprocess.core.errors import UserFacingError
+from preprocess.core.io import write_text
 
 logger = logging.getLogger(__name__)
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"

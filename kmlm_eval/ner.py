@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from kmlm_eval import common
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 TASK = "ner"

@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 from kmlm_eval import common
-from preprocess.core.common import UserFacingError, parse_languages
+from preprocess.core.errors import UserFacingError
+from preprocess.core.languages import parse_languages
 
 logger = logging.getLogger(__name__)
 TASK = "xfactr"

@@ -7,28 +7,16 @@ import argparse
 import importlib
 import sys
 
-from preprocess.core.common import UserFacingError, run_command
+from preprocess.core.console import run_command
+from preprocess.core.errors import UserFacingError
+from preprocess.stages import STAGES
 
-# subcommand -> (module, one-line help); the order is the pipeline's order.
-STAGES = {
-    "ingest": ("preprocess.stages.ingest", "Wikidata JSON dump -> entities.parquet + triples.parquet"),
-    "merge": ("preprocess.stages.merge", "merge the shards of `ingest --shard I/N` into one pair of tables"),
-    "sentences": ("preprocess.stages.sentences", "triples -> code-switched and alias-replaced knowledge sentences"),
-    "cycles": ("preprocess.stages.cycles", "triples -> triangles and diamonds (length-4 cycles with a diagonal)"),
-    "reasoning": ("preprocess.stages.reasoning", "cycles -> monolingual reasoning samples"),
-    "xlr": ("preprocess.stages.xlr", "cycles -> XLR multiple-choice train/dev/test splits"),
-    "check-leakage": ("preprocess.stages.xlr", "prove no XLR dev/test cycle is in the reasoning data"),
-    "descriptions": ("preprocess.stages.descriptions", "entity descriptions -> plain text per language (the demo's MLM stream)"),
-    "spm": ("preprocess.stages.spm", "a small sentencepiece model + fairseq dict.txt (demo/tests; real runs: XLM-R's)"),
-    "binarize": ("preprocess.stages.binarize", "knowledge + reasoning samples -> fairseq datasets with span tags"),
-    "plain": ("preprocess.stages.plain", "plain text files per language -> fairseq mmap datasets"),
-    "report": ("preprocess.stages.report", "dataset report: counts, distributions, plots"),
-    "pipeline": ("preprocess.pipeline",
-                 "run the stages in order (data, then optionally train, export, eval), skipping those up to date"),
-}
+PIPELINE = ("preprocess.pipeline.command",
+            "run the stages in order (data, then optionally train, export, eval), skipping those up to date")
+COMMANDS = {**STAGES, "pipeline": PIPELINE}
 
 
-def build_parser(stages=STAGES):
+def build_parser(stages=COMMANDS):
     parser = argparse.ArgumentParser(prog="kmlm-preprocess", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
@@ -39,12 +27,11 @@ def build_parser(stages=STAGES):
 
 def stage_parser(name):
     """(argument parser, run function) of one stage; imports only that stage's module."""
-    module = importlib.import_module(STAGES[name][0])
-    parser = argparse.ArgumentParser(prog=f"kmlm-preprocess {name}", description=STAGES[name][1])
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"kmlm-preprocess {name}", description=COMMANDS[name][1])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    add_arguments = getattr(module, f"add_{name.replace('-', '_')}_arguments", module.add_arguments)
-    add_arguments(parser)
-    return parser, getattr(module, f"run_{name.replace('-', '_')}", module.run)
+    module.add_arguments(parser)
+    return parser, module.run
 
 
 def main(argv=None):

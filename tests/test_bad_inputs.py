@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.core.common import UserFacingError, write_parquet
+from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.tables import ENTITIES_FILE, entities_schema
+from preprocess.core.io import write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from preprocess.core.common import run_command
+from preprocess.core.console import run_command
 
 COMMANDS = {
     "hf": ("kmlm_fairseq.export.to_hf", "fairseq checkpoint -> Hugging Face XLMRobertaForMaskedLM/BertForMaskedLM"),

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 import kmlm_fairseq  # noqa: F401  (torch >= 2.6 safe-loading of fairseq checkpoints; registers our tasks)
-from preprocess.core.common import UserFacingError, atomic_path
+from preprocess.core.errors import UserFacingError
+from preprocess.core.io import atomic_path
 
 logger = logging.getLogger(__name__)
 

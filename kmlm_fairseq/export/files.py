@@ -4,7 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 
 @contextlib.contextmanager

@@ -27,12 +27,17 @@ import torch
 from kmlm_fairseq.export import fairseq_checkpoint as fc
 from kmlm_fairseq.export.files import atomic_directory
 from kmlm_fairseq.export.key_map import FAIRSEQ_OWN_BUFFERS, KEY_MAPS, hf_to_fairseq
-from kmlm_fairseq.export.tokenizer import (
-    FairseqTextEncoder, check_same_ids, fairseq_symbols_for, load_dictionary, vocab_permutation, write_dictionary,
-)
 from kmlm_fairseq.export.to_hf import SPM_NAME, verification_texts
+from kmlm_fairseq.export.tokenizer import (
+    FairseqTextEncoder,
+    check_same_ids,
+    fairseq_symbols_for,
+    load_dictionary,
+    vocab_permutation,
+    write_dictionary,
+)
 from kmlm_fairseq.export.verify import check_logits, max_logit_difference, pad_batch
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 FAIRSEQ_LAYER_NORM_EPS = 1e-5

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 FAIRSEQ_ENCODER = "encoder.sentence_encoder."
 

@@ -8,7 +8,7 @@ package is not a dependency of this project).
 import struct
 from dataclasses import dataclass
 
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 # ModelProto field numbers
 _PIECES, _TRAINER_SPEC, _NORMALIZER_SPEC = 1, 2, 3

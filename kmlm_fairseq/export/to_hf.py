@@ -23,10 +23,14 @@ from kmlm_fairseq.export import fairseq_checkpoint as fc
 from kmlm_fairseq.export.files import atomic_directory
 from kmlm_fairseq.export.key_map import KEY_MAPS, fairseq_to_hf
 from kmlm_fairseq.export.tokenizer import (
-    FairseqTextEncoder, build_spm_tokenizer, check_same_ids, load_dictionary, vocab_permutation,
+    FairseqTextEncoder,
+    build_spm_tokenizer,
+    check_same_ids,
+    load_dictionary,
+    vocab_permutation,
 )
 from kmlm_fairseq.export.verify import DEFAULT_TEXTS, check_logits
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)

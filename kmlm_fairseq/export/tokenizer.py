@@ -21,7 +21,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokeniz
 from tokenizers.models import BPE, Unigram
 
 from kmlm_fairseq.export.spm_proto import read_spm_spec
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 

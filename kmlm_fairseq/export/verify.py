@@ -8,7 +8,7 @@ import logging
 
 import torch
 
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 

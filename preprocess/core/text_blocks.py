@@ -31,7 +31,7 @@ from pathlib import Path
 
 from isal import igzip, isal_zlib
 
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 GZIP, BZIP2, PLAIN = "gzip", "bzip2", "plain"
 ESTIMATE_PREFIX_BYTES = 8 << 20

@@ -44,8 +44,6 @@ run/slurm/binarize.sbatch) into ``DATA/<kind>/parts/``; ``--gather`` then number
 """
 import json
 import logging
-import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,14 +55,39 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from preprocess.core.binarized_output import (
+    DatasetWriters,
+    HeldOutPlanner,
+    add_output_arguments,
+    check_scale_arguments,
+    held_out_hash,
+    held_out_salt,
+    log_summary,
+    output_root,
+    start_output,
+)
+from preprocess.core.errors import UserFacingError
 from preprocess.core.formats import indexed
-from preprocess.core.common import PIVOT_LANGUAGE, UserFacingError, map_ordered, parse_languages, rng_for, write_text
-from preprocess.core.formats.indexed import SUMMARY_FILE, TAGS, TOKENS, TRAIN, VALID, ShardedSplitWriter
-from preprocess.core.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAG_DTYPE, TAIL, pack_tags
-from preprocess.stages.spm import REASONING_FILE, SENTENCE_END, SENTENCES_FILE, add_tokenizer_arguments, install_tokenizer
+from preprocess.core.formats.indexed import SUMMARY_FILE, TAGS, TOKENS, TRAIN, VALID
+from preprocess.core.formats.reasoning import REASONING_FILE
+from preprocess.core.formats.sentences import SENTENCES_FILE
+from preprocess.core.formats.spans import SENTENCE_END
+from preprocess.core.io import write_text
+from preprocess.core.languages import PIVOT_LANGUAGE, parse_languages
+from preprocess.core.span_tags import (
+    HEAD,
+    LINK,
+    PUNCT,
+    RELATION,
+    SPECIAL,
+    TAG_DTYPE,
+    TAIL,
+    pack_tags,
+)
+from preprocess.core.tokenizers.install import install_tokenizer
+from preprocess.core.workers import map_ordered
 
 logger = logging.getLogger("kmlm-preprocess binarize")
-
 
 
 KNOWLEDGE, REASONING = "knowledge", "reasoning"
@@ -81,154 +104,6 @@ NOT_SELECTED = "skipped: language not in --languages"
 
 def too_long(what):
     return f"dropped: too long ({what})"
-
-
-# --- Shared with the plain-text stage: workers, held-out hashing, writers, options ---------------------------
-def default_workers():
-    return max(1, len(os.sched_getaffinity(0)) - 1)
-
-
-def mix64(x):
-    """splitmix64's finaliser on uint64 arrays: a well-mixed hash of integer keys (wrapping arithmetic)."""
-    x = np.asarray(x).astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def held_out_salt(seed, what):
-    return np.uint64(rng_for(seed, "valid split", what).integers(1 << 63))
-
-
-def held_out_hash(keys, salt):
-    """uint64 hash of int64 group keys; a group is held out when its hash is below its dataset's threshold."""
-    return mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ salt)
-
-
-class HeldOutPlanner:
-    """Sets each dataset's valid threshold from the hashes of all its samples, keeping only the smallest
-    ``valid_max + 1`` hashes per dataset (bounded memory)."""
-
-    def __init__(self, fraction, valid_max):
-        if not 0 <= fraction < 1:
-            raise UserFacingError(f"--valid-fraction must be in [0, 1), got {fraction}")
-        if valid_max < 0:
-            raise UserFacingError(f"--valid-max must be >= 0, got {valid_max}")
-        self.fraction, self.valid_max = fraction, valid_max
-        self.samples, self.smallest = Counter(), {}
-
-    def add(self, name, hashes):
-        self.samples[name] += len(hashes)
-        if self.fraction == 0 or self.valid_max == 0:
-            return
-        kept = np.concatenate([self.smallest.get(name, np.zeros(0, np.uint64)), hashes])
-        if len(kept) > self.valid_max + 1:
-            kept = np.partition(kept, self.valid_max)[:self.valid_max + 1]
-        self.smallest[name] = kept
-
-    def target(self, name):
-        n = self.samples[name]
-        if n < 2 or self.fraction == 0 or self.valid_max == 0:
-            return 0
-        return min(self.valid_max, max(1, round(self.fraction * n)), n - 1)
-
-    def thresholds(self):
-        """{dataset: threshold}: samples whose hash is below it go to valid (0: none)."""
-        out = {}
-        for name in self.samples:
-            target = self.target(name)
-            if target == 0:
-                out[name] = 0
-                continue
-            smallest = np.sort(self.smallest[name])
-            threshold = int(smallest[target]) if len(smallest) > target else (1 << 64) - 1
-            if threshold == int(smallest[0]):  # the first group alone is larger than the target: take it whole
-                threshold += 1
-            out[name] = threshold
-        return out
-
-
-class DatasetWriters:
-    """The sharded writers of one kind's datasets, ``ROOT/<lang>/<split>``, opened on first use."""
-
-    def __init__(self, root, streams, shard_size):
-        self.root, self.streams, self.shard_size = Path(root), streams, shard_size
-        self.writers = {}
-
-    def add(self, lang, split, sizes, arrays):
-        key = (lang, split)
-        if key not in self.writers:
-            self.writers[key] = ShardedSplitWriter(self.root / lang, split, self.streams, self.shard_size)
-        self.writers[key].add(sizes, arrays)
-
-    def close(self):
-        """Finish every shard; returns {"<lang>/<split>": {samples, tokens, shards}}."""
-        datasets = {}
-        for (lang, split), writer in sorted(self.writers.items()):
-            samples, tokens, shards = writer.close()
-            datasets[f"{lang}/{split}"] = {"samples": samples, "tokens": tokens, "shards": shards}
-        for lang in {lang for lang, _ in self.writers}:
-            for split in (TRAIN, VALID):
-                if (lang, split) not in self.writers:  # none this time: stale shards of an earlier run must go
-                    indexed.remove_shards(self.root / lang, split)
-        return datasets
-
-    def abort(self):
-        for writer in self.writers.values():
-            writer.abort()
-
-
-def output_root(data_dir, kind, part):
-    root = Path(data_dir) / kind
-    return indexed.part_dir(root, part) if part else root
-
-
-def start_output(root):
-    """Forget an earlier run's completion marker (a part's directory is rewritten from scratch)."""
-    if indexed.PARTS_DIR in root.parts and root.exists():
-        shutil.rmtree(root)
-    (root / SUMMARY_FILE).unlink(missing_ok=True)
-
-
-def log_summary(kind, summary, root, log=logger):
-    counts = summary["counts"]
-    written = ", ".join(f"{name} {d['samples']:,} ({d['tokens']:,} tokens, {d['shards']} shard(s))"
-                        for name, d in summary["datasets"].items()) or "nothing"
-    dropped = "; ".join(f"{k} {v:,}" for k, v in counts.items() if k.startswith(("dropped", "skipped"))) or "none"
-    level = logging.INFO if summary["datasets"] else logging.WARNING
-    log.log(level, "%s: read %s samples in %.1f s; wrote %s under %s; dropped/skipped: %s", kind,
-            f"{counts.get('samples read', 0):,}", summary["seconds"], written, root, dropped)
-
-
-def add_output_arguments(parser, what):
-    """Options shared by ``binarize`` and ``plain``."""
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DATA", help="binarized data directory")
-    add_tokenizer_arguments(parser)
-    split = parser.add_argument_group("valid split")
-    split.add_argument("--valid-fraction", type=float, default=0.01,
-                       help="share of each dataset held out as valid (default: %(default)s)")
-    split.add_argument("--valid-max", type=int, default=1000, help="at most this many valid samples per dataset "
-                       "(default: %(default)s)")
-    split.add_argument("--seed", type=int, default=1, help="seed of the held-out choice (default: %(default)s)")
-    scale = parser.add_argument_group("scale")
-    scale.add_argument("--workers", type=int, default=default_workers(),
-                       help="encoding processes; 1 encodes in the main process (default: CPUs - 1 = %(default)s)")
-    scale.add_argument("--shard-size", type=int, default=10_000_000, metavar="SAMPLES",
-                       help="samples per shard file: train, train1, ... (default: %(default)s)")
-    scale.add_argument("--part", type=indexed.parse_part, metavar="I/N",
-                       help=f"binarize only the I-th of N {what} ranges into DATA/<kind>/parts/ (SLURM array task)")
-    scale.add_argument("--gather", action="store_true",
-                       help="only number the shards of all finished --part runs contiguously (after the array job)")
-
-
-def check_scale_arguments(args):
-    if args.workers < 1:
-        raise UserFacingError(f"--workers must be at least 1, got {args.workers}")
-    if args.shard_size < 1:
-        raise UserFacingError(f"--shard-size must be at least 1, got {args.shard_size}")
 
 
 # --- Knowledge and reasoning samples --------------------------------------------------------------------------

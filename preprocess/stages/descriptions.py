@@ -10,8 +10,15 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preprocess.core.common import UserFacingError, parse_languages, write_text
-from preprocess.core.formats.tables import ENTITIES_FILE, description_column, existing_table, table_languages
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.tables import (
+    ENTITIES_FILE,
+    description_column,
+    existing_table,
+    table_languages,
+)
+from preprocess.core.io import write_text
+from preprocess.core.languages import parse_languages
 
 logger = logging.getLogger(__name__)
 

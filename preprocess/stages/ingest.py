@@ -50,48 +50,58 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import re
 import sys
 import time
 from collections import Counter
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from msgspec.structs import astuple
 from tqdm import tqdm
 
 from preprocess.core import text_blocks
-from preprocess.core.common import DEFAULT_LANGUAGES, UserFacingError, atomic_path, map_ordered, parse_languages, write_text
-from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, TRIPLES_SCHEMA, entities_schema
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.ingest_summary import (
+    DUPLICATES,
+    INVALID_JSON,
+    ITEM,
+    NOT_AN_ENTITY,
+    NOT_UTF8,
+    OTHER_ENTITY_TYPE,
+    PROPERTY,
+    SHARDS_DIR,
+    SKIP_REASONS,
+    SUMMARY_FILE,
+    kind_counts,
+    log_summary,
+    remove_previous_outputs,
+    shard_dir_name,
+)
+from preprocess.core.formats.tables import (
+    ENTITIES_FILE,
+    TRIPLES_FILE,
+    TRIPLES_SCHEMA,
+    FirstOccurrence,
+    drop_heads,
+    entities_schema,
+    table_writers,
+)
+from preprocess.core.io import write_text
+from preprocess.core.languages import DEFAULT_LANGUAGES, parse_languages
+from preprocess.core.workers import default_workers, map_ordered
 
 logger = logging.getLogger("kmlm-preprocess ingest")
 
 # A language with variants takes, per field, the first variant that has a value (module docstring).
 LANGUAGE_FALLBACKS = {"zh": ("zh", "zh-hans", "zh-cn", "zh-sg", "zh-my", "zh-hant", "zh-tw", "zh-hk", "zh-mo")}
 
-SUMMARY_FILE = "ingest_summary.json"
-SHARDS_DIR = "shards"
-# Row groups of a fixed size make a table's bytes depend only on its rows, not on how they were batched
-# (blocks, workers, shards): this is what makes a merge of shards byte-identical to a single run.
-ENTITY_ROWS_PER_GROUP = 100_000
-TRIPLE_ROWS_PER_GROUP = 1_000_000
-PARQUET_COMPRESSION = "zstd"
 LOGGED_BAD_LINES = 10
 
-# Skip reasons (counted per line).
-INVALID_JSON, NOT_AN_ENTITY, OTHER_ENTITY_TYPE = "invalid JSON", "not an entity", "not an item or property"
-NOT_UTF8 = "not UTF-8"
-ITEM, PROPERTY = "item", "property"
 ID_PREFIXES = {ITEM: "Q", PROPERTY: "P"}
 WHITESPACE, COMMA, BRACKETS = b" \t\r", ord(","), b"[]"
-DUPLICATES = "duplicate entities skipped"
 
 
 # --- The part of a dump entity that is read; every other field is skipped by the decoder. -----------------------
@@ -331,99 +341,6 @@ def parse_blocks(blocks, config, workers):
     return map_ordered(BlockParser, (config,), blocks, workers, preload=[__name__])
 
 
-# --- Writing --------------------------------------------------------------------------------------------------
-class RowGroupWriter:
-    """Appends record batches to a Parquet file in row groups of exactly ``rows_per_group`` rows (the last one
-    shorter), so the file's bytes depend only on the sequence of rows."""
-
-    def __init__(self, path, schema, rows_per_group):
-        self.schema, self.rows_per_group = schema, rows_per_group
-        self.writer = pq.ParquetWriter(path, schema, compression=PARQUET_COMPRESSION)
-        self.pending, self.pending_rows, self.rows = [], 0, 0
-
-    def write(self, batch):
-        if batch.num_rows == 0:
-            return
-        self.pending.append(pa.RecordBatch.from_arrays(batch.columns, schema=self.schema))
-        self.pending_rows += batch.num_rows
-        self.rows += batch.num_rows
-        while self.pending_rows >= self.rows_per_group:
-            self._flush(self.rows_per_group)
-
-    def _flush(self, n):
-        table = pa.Table.from_batches(self.pending, schema=self.schema)
-        self.writer.write_table(table.slice(0, n).combine_chunks(), row_group_size=n)
-        self.pending = table.slice(n).to_batches()
-        self.pending_rows -= n
-
-    def close(self):
-        if self.pending_rows:
-            self._flush(self.pending_rows)
-        self.writer.close()
-
-
-@contextlib.contextmanager
-def table_writers(directory, languages):
-    """(entities, triples) RowGroupWriters on temporary files, renamed onto ``directory/ENTITIES_FILE`` and
-    ``directory/TRIPLES_FILE`` only if the block finishes without error."""
-    directory = Path(directory)
-    with ExitStack() as stack:
-        entities_tmp = stack.enter_context(atomic_path(directory / ENTITIES_FILE))
-        triples_tmp = stack.enter_context(atomic_path(directory / TRIPLES_FILE))
-        entities = RowGroupWriter(entities_tmp, entities_schema(languages), ENTITY_ROWS_PER_GROUP)
-        stack.callback(entities.close)  # callbacks run before the renames above
-        triples = RowGroupWriter(triples_tmp, TRIPLES_SCHEMA, TRIPLE_ROWS_PER_GROUP)
-        stack.callback(triples.close)
-        yield entities, triples
-
-
-class FirstOccurrence:
-    """Keeps only the first row of each entity id over a run (blocks, inputs, shards), and drops the triples of
-    the later occurrences. Ids are "Q<n>"/"P<n>" (checked by the parser), remembered in one bit per number
-    (~16 MB for all of Wikidata)."""
-
-    def __init__(self):
-        self.bits = {"Q": np.zeros(0, dtype=np.uint8), "P": np.zeros(0, dtype=np.uint8)}
-        self.duplicates = 0
-
-    def drop_seen(self, entities):
-        """(the rows of ``entities`` whose id was not seen before, the ids that were or None); marks the ids seen.
-        The ids within one batch are distinct (the parser drops repeats within a block)."""
-        ids = entities.column(0)
-        numbers = pc.cast(pc.utf8_slice_codeunits(ids, 1), pa.int64()).to_numpy(zero_copy_only=False)
-        is_item = pc.starts_with(ids, "Q").to_numpy(zero_copy_only=False)
-        duplicate = np.zeros(len(ids), dtype=bool)
-        for prefix, rows in (("Q", is_item), ("P", ~is_item)):
-            byte, bit = numbers[rows] >> 3, (1 << (numbers[rows] & 7)).astype(np.uint8)
-            bits = self._grown(prefix, byte.max(initial=-1) + 1)
-            duplicate[rows] = (bits[byte] & bit) != 0
-            np.bitwise_or.at(bits, byte, bit)
-        if not duplicate.any():
-            return entities, None
-        self.duplicates += int(duplicate.sum())
-        return entities.filter(pa.array(~duplicate)), ids.filter(pa.array(duplicate))
-
-    def _grown(self, prefix, size):
-        if len(self.bits[prefix]) < size:
-            grown = np.zeros(max(size, 2 * len(self.bits[prefix])), dtype=np.uint8)
-            grown[:len(self.bits[prefix])] = self.bits[prefix]
-            self.bits[prefix] = grown
-        return self.bits[prefix]
-
-
-def drop_heads(triples, heads):
-    """``triples`` without the rows whose head is in ``heads`` (None: no change)."""
-    if heads is None:
-        return triples
-    return triples.filter(pc.invert(pc.is_in(triples.column(0), value_set=heads)))
-
-
-def kind_counts(entities):
-    """Items and properties among entity rows (counted on what is written, after duplicates are dropped)."""
-    items = pc.sum(pc.equal(entities.column(1), ITEM)).as_py() or 0
-    return Counter({"items": items, "properties": entities.num_rows - items})
-
-
 # --- Settings -------------------------------------------------------------------------------------------------
 ID_PATTERNS = {"entity": re.compile(r"[QP][1-9][0-9]*"), "relation": re.compile(r"P[1-9][0-9]*")}
 
@@ -458,10 +375,6 @@ def parse_shard(text):
     return int(match[1]), int(match[2])
 
 
-def shard_dir_name(index, count):
-    return f"{index:05d}-of-{count:05d}"
-
-
 def plan_reads(inputs, shard, decompressed_sizes):
     """The ``text_blocks.Read``s of this run, and the shard's description for the summary (None if unsharded)."""
     if shard is None:
@@ -478,10 +391,6 @@ def plan_reads(inputs, shard, decompressed_sizes):
                 "; ".join(f"{r.path} [{r.start:,}, {'end' if r.end is None else f'{r.end:,}'})" for r in reads)
                 or "nothing")
     return reads, {"index": index, "count": count, "split_sizes": sizes}
-
-
-def default_workers():
-    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 # --- The stage ------------------------------------------------------------------------------------------------
@@ -534,19 +443,6 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
     return summary
 
 
-SKIP_REASONS = (INVALID_JSON, NOT_UTF8, NOT_AN_ENTITY, OTHER_ENTITY_TYPE)
-
-
-def remove_previous_outputs(out_dir):
-    """Delete a previous run's tables and summary, so that a run that fails leaves nothing that looks finished
-    (not even an older complete run's tables); returns the summary's path."""
-    for name in (SUMMARY_FILE, ENTITIES_FILE, TRIPLES_FILE):
-        if (out_dir / name).exists():
-            logger.info("removing %s of a previous run", out_dir / name)
-            (out_dir / name).unlink()
-    return out_dir / SUMMARY_FILE
-
-
 def _log_bad_lines(result, seen_before):
     """Log the first LOGGED_BAD_LINES bad lines of the run (the rest are only counted)."""
     for bad in result.bad_lines[:max(0, LOGGED_BAD_LINES - seen_before)]:
@@ -576,24 +472,6 @@ def _progress_bar(reads):
 
     with bar:
         yield on_read
-
-
-def log_summary(summary, log=logger):
-    counts = Counter(summary["counts"])
-    skipped = {r: counts[r] for r in SKIP_REASONS + (DUPLICATES,) if counts[r]}
-    filtered = {k: v for k, v in counts.items() if k.endswith("filtered out")}
-    seconds = max(summary["seconds"], 1e-9)
-    log.info(
-        "%s entities (%s items, %s properties) and %s triples; skipped: %s lines%s; %s deprecated statements"
-        "%s; read %s decompressed bytes, %s lines in %.1f s (%.1f MB/s); wrote %s",
-        f"{counts['items'] + counts['properties']:,}", f"{counts['items']:,}", f"{counts['properties']:,}",
-        f"{counts['triples']:,}", f"{sum(counts[r] for r in SKIP_REASONS):,}",
-        "".join(f", {reason} {n:,}" for reason, n in skipped.items()),
-        f"{counts['deprecated statements skipped']:,}",
-        "".join(f"; {k}: {v:,}" for k, v in sorted(filtered.items())),
-        f"{counts['bytes']:,}", f"{counts['lines']:,}", summary["seconds"], counts["bytes"] / seconds / 1e6,
-        " and ".join(summary["outputs"]),
-    )
 
 
 def add_arguments(parser):

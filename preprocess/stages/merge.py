@@ -19,12 +19,26 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.core.common import UserFacingError, write_text
-from preprocess.stages.ingest import (
-    DUPLICATES, SHARDS_DIR, SUMMARY_FILE, FirstOccurrence, drop_heads, log_summary, remove_previous_outputs,
-    kind_counts, shard_dir_name, table_writers,
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.ingest_summary import (
+    DUPLICATES,
+    SHARDS_DIR,
+    SUMMARY_FILE,
+    kind_counts,
+    log_summary,
+    remove_previous_outputs,
+    shard_dir_name,
 )
-from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, TRIPLES_SCHEMA, entities_schema
+from preprocess.core.formats.tables import (
+    ENTITIES_FILE,
+    TRIPLES_FILE,
+    TRIPLES_SCHEMA,
+    FirstOccurrence,
+    drop_heads,
+    entities_schema,
+    table_writers,
+)
+from preprocess.core.io import write_text
 
 logger = logging.getLogger("kmlm-preprocess merge")
 

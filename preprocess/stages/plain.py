@@ -45,8 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from preprocess.core import text_blocks
-from preprocess.core.formats import indexed
-from preprocess.stages.binarize import (
+from preprocess.core.binarized_output import (
     DatasetWriters,
     HeldOutPlanner,
     add_output_arguments,
@@ -57,9 +56,18 @@ from preprocess.stages.binarize import (
     output_root,
     start_output,
 )
-from preprocess.core.common import UserFacingError, map_ordered, write_text
-from preprocess.core.formats.indexed import SUMMARY_FILE, TOKENS, TRAIN, VALID, shard_name
-from preprocess.stages.spm import install_tokenizer
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats import indexed
+from preprocess.core.formats.indexed import (
+    SUMMARY_FILE,
+    TOKENS,
+    TRAIN,
+    VALID,
+    shard_name,
+)
+from preprocess.core.io import write_text
+from preprocess.core.tokenizers.install import install_tokenizer
+from preprocess.core.workers import map_ordered
 
 logger = logging.getLogger("kmlm-preprocess plain")
 

@@ -35,7 +35,7 @@ What is counted
         relations per split; samples whose ``choice_ids[label]`` is not ``relation`` (should be 0).
     examples: a few random rows (chosen under ``--seed``) rendered as text, each sentence ``h <mask> r <mask> t .``
 
-This module counts (report.json and the report dict); preprocess/stages/report_render.py draws the plots and writes
+This module counts (report.json and the report dict); preprocess/core/report_render.py draws the plots and writes
 report.md from that dict.
 
 Scale: tables are read column by column (nested span fields alone, never the texts), large ones in row batches,
@@ -53,19 +53,32 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.core.common import PIVOT_LANGUAGE, UserFacingError, rng_for, write_text
-from preprocess.stages.report_render import in_kind_order, kind_order, render_markdown, write_plots
-from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, aliases_column, description_column, label_column, \
-    table_languages
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_STATS_FILE
+from preprocess.core.formats.reasoning import REASONING_FILE
+from preprocess.core.formats.sentences import SENTENCES_FILE
+from preprocess.core.formats.tables import (
+    ENTITIES_FILE,
+    TRIPLES_FILE,
+    aliases_column,
+    description_column,
+    label_column,
+    table_languages,
+)
+from preprocess.core.io import write_text
+from preprocess.core.languages import PIVOT_LANGUAGE
+from preprocess.core.report_render import (
+    in_kind_order,
+    kind_order,
+    render_markdown,
+    write_plots,
+)
+from preprocess.core.seeds import rng_for
 
 logger = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-SENTENCES_FILE = "sentences.parquet"
-CYCLES_FILE = "cycles.parquet"
-CYCLES_STATS_FILE = "cycles_stats.json"
-REASONING_FILE = "reasoning.parquet"
 XLR_SPLITS = ("train", "dev", "test")
 XLR_KEYS = ("lang", "choice_ids", "label", "relation", "cycle_id")
 STAGES = ("sentences", "cycles", "reasoning", "xlr")  # the optional inputs, after --tables
@@ -719,7 +732,7 @@ def add_arguments(parser):
 
 
 def build_report(args):
-    """(report dict, the arrays the plots need beyond it: see preprocess/stages/report_render.py)."""
+    """(report dict, the arrays the plots need beyond it: see preprocess/core/report_render.py)."""
     entities, triples, labels = read_tables(args.tables)
     graph = EntityGraph(triples)
     report = {

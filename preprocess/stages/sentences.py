@@ -45,88 +45,33 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.core.common import PIVOT_LANGUAGE, UserFacingError, atomic_path, parse_languages, rng_for
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.sentences import (
+    CODESWITCH,
+    SENTENCES_FILE,
+    SENTENCES_SCHEMA,
+    VARIANTS,
+)
+from preprocess.core.formats.spans import ROLES, spans_array
 from preprocess.core.formats.tables import (
     ENTITIES_FILE,
+    LOOKUP_BATCH,
     TRIPLE_COLUMNS,
     TRIPLES_FILE,
     aliases_column,
     existing_table,
     label_column,
     read_entity_columns,
-    table_languages,
+    resolve_languages,
 )
+from preprocess.core.io import FixedGroupWriter, atomic_path
+from preprocess.core.languages import PIVOT_LANGUAGE
+from preprocess.core.seeds import rng_for
 
 logger = logging.getLogger("kmlm-preprocess sentences")
 
-SENTENCES_FILE = "sentences.parquet"
-CODESWITCH, ALIAS = "codeswitch", "alias"
-VARIANTS = (CODESWITCH, ALIAS)
-ROLES = ("head", "relation", "tail")
 SWITCH_PROBABILITY = 0.5
 RNG_BLOCK = 1024
-LOOKUP_BATCH = 1 << 20  # triples per id lookup: each lookup builds a hash table of all entity ids
-ROWS_PER_GROUP = 500_000
-PARQUET_COMPRESSION = "zstd"
-
-SPAN_TYPE = pa.struct([
-    pa.field("text", pa.string()),
-    pa.field("role", pa.string()),
-    pa.field("id", pa.string()),
-    pa.field("sentence", pa.int32()),
-    pa.field("lang", pa.string()),
-])
-SPANS_TYPE = pa.list_(SPAN_TYPE)
-SENTENCES_SCHEMA = pa.schema([
-    pa.field("spans", SPANS_TYPE),
-    pa.field("triple_index", pa.int64()),
-    pa.field("variant", pa.string()),
-    pa.field("lang_pair", pa.string()),
-])
-
-
-# --- Shared with the reasoning stage ------------------------------------------------------------------------------
-def resolve_languages(text, tables_dir):
-    """``--languages`` if given, else every language the entities table was made with."""
-    if text is not None:
-        return parse_languages(text)
-    return table_languages(pq.read_schema(existing_table(tables_dir, ENTITIES_FILE)))
-
-
-def spans_array(offsets, text, role, entity_id, sentence, lang):
-    """``list<struct<text, role, id, sentence, lang>>`` from flat span columns; row i = spans offsets[i]:offsets[i+1]."""
-    struct = pa.StructArray.from_arrays(
-        [text, role, entity_id, pa.array(sentence, pa.int32()), lang], fields=list(SPAN_TYPE)
-    )
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct, type=SPANS_TYPE)
-
-
-class FixedGroupWriter:
-    """A ParquetWriter that writes row groups of exactly ``rows_per_group`` rows (the last one shorter), whatever
-    the sizes of the tables it is given, so the file's bytes depend only on its rows."""
-
-    def __init__(self, path, schema, rows_per_group=None):
-        self.schema, self.rows_per_group = schema, rows_per_group or ROWS_PER_GROUP
-        self.writer = pq.ParquetWriter(path, schema, compression=PARQUET_COMPRESSION)
-        self.pending, self.pending_rows, self.rows = [], 0, 0
-
-    def write(self, table):
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
-        while self.pending_rows >= self.rows_per_group:
-            self._flush(self.rows_per_group)
-
-    def close(self):
-        if self.pending_rows:
-            self._flush(self.pending_rows)
-        self.writer.close()
-
-    def _flush(self, n):
-        buffered = pa.concat_tables(self.pending)
-        self.writer.write_table(buffered.slice(0, n).combine_chunks(), row_group_size=n)
-        self.rows += n
-        rest = buffered.slice(n)
-        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
 def block_uniforms(seed, stream, index, width):

@@ -81,27 +81,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.core.common import (
-    DEFAULT_LANGUAGES,
-    PIVOT_LANGUAGE,
-    UserFacingError,
-    atomic_path,
-    parse_languages,
-    rng_for,
-    write_parquet,
-)
-from preprocess.core.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges, edge_key
-from preprocess.stages.reasoning import HeldOutCycles
+from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.cycles import CYCLE_SIZES, CYCLES_FILE
+from preprocess.core.formats.heldout_cycles import HELDOUT_FILE, HELDOUT_SCHEMA
 from preprocess.core.formats.tables import TRIPLES_FILE, LabelTable, read_table
+from preprocess.core.io import atomic_path, file_in, write_parquet
+from preprocess.core.languages import DEFAULT_LANGUAGES, PIVOT_LANGUAGE, parse_languages
+from preprocess.core.seeds import rng_for
 
 logger = logging.getLogger("kmlm-preprocess xlr")
 
-CYCLES_FILE = "cycles.parquet"
-HELDOUT_FILE = "heldout_cycles.parquet"
-REASONING_FILE = "reasoning.parquet"
 NUM_CHOICES = 6
 SPLITS_IN_SELECTION_ORDER = ("test", "dev", "train")
-CYCLE_SIZES = {TRIANGLE: 3, DIAMOND: 4}
 NO_CODES = np.array([], dtype=np.int32)
 COVERAGE_SLACK = 3  # dev/test choose among at least this many times their size of best-covered cycles
 
@@ -118,15 +110,8 @@ QUESTION_TEMPLATES = {
     "zh": "{head}和{tail}之间是什么关系？",
 }
 
-HELDOUT_SCHEMA = pa.schema([
-    pa.field("kind", pa.string()),
-    pa.field("nodes", pa.list_(pa.string())),
-    pa.field("cycle_id", pa.int64()),
-    pa.field("split", pa.string()),
-])
 
-
-def add_xlr_arguments(parser):
+def add_arguments(parser):
     parser.add_argument("--input", required=True, help="directory with entities.parquet and triples.parquet")
     parser.add_argument("--cycles", required=True, help="cycles.parquet, or the directory holding it")
     parser.add_argument("--output", required=True, help="output directory")
@@ -141,25 +126,6 @@ def add_xlr_arguments(parser):
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
 
 
-def add_check_leakage_arguments(parser):
-    parser.add_argument("--xlr", required=True, help=f"the xlr output directory (with {HELDOUT_FILE}), or that file")
-    parser.add_argument("--reasoning", required=True, help=f"the reasoning output directory (with {REASONING_FILE}), "
-                                                           "or that file")
-    parser.add_argument("--show", type=int, default=10, help="offending samples to list (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=65536, help="samples read at once (default: %(default)s)")
-
-
-add_arguments = add_xlr_arguments
-
-
-def file_in(path, default_name):
-    """``path`` itself if it is a file, else ``path/default_name``; a clear error if neither exists."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / default_name
-    if not path.exists():
-        raise UserFacingError(f"{path} does not exist")
-    return path
 
 
 def normalised(label):
@@ -622,99 +588,16 @@ def log_summary(summary, output):
         summary["pool"], summary["cycles"], summary["usable"], summary["candidates"], skipped)
 
 
-def run_xlr(args):
+def run(args):
     build_xlr(args.input, args.cycles, args.output, languages=args.languages,
               sizes={"train": args.train_size, "dev": args.dev_size, "test": args.test_size},
               pool_factor=args.pool_factor, seed=args.seed)
     return 0
 
 
-run = run_xlr
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The leakage guard
 
 
-def sentence_edges(spans, path, first_row):
-    """(sample index in batch, head id, tail id) arrays, one per sentence, from a batch's ``spans`` column."""
-    parents = pc.list_parent_indices(spans).to_numpy()
-    flat = pc.list_flatten(spans)
-    role, ids, sentence = (pc.struct_field(flat, name) for name in ("role", "id", "sentence"))
-    is_head, is_tail = (pc.fill_null(pc.equal(role, name), False) for name in ("head", "tail"))
-    head_parent = parents[is_head.to_numpy(zero_copy_only=False)]
-    tail_parent = parents[is_tail.to_numpy(zero_copy_only=False)]
-    head_sentence = sentence.filter(is_head).to_numpy(zero_copy_only=False)
-    tail_sentence = sentence.filter(is_tail).to_numpy(zero_copy_only=False)
-    if not (np.array_equal(head_parent, tail_parent) and np.array_equal(head_sentence, tail_sentence)):
-        n = min(len(head_parent), len(tail_parent))
-        mismatch = np.flatnonzero((head_parent[:n] != tail_parent[:n]) | (head_sentence[:n] != tail_sentence[:n]))
-        at = mismatch[0] if len(mismatch) else n
-        row = min(int(p[at]) for p in (head_parent, tail_parent) if at < len(p))
-        raise UserFacingError(f"{path}: sample row {first_row + row}: a sentence lacks its head or tail span "
-                              "(every sentence needs exactly one of each)")
-    heads, tails = ids.filter(is_head), ids.filter(is_tail)
-    if heads.null_count or tails.null_count:
-        nulls = pc.or_(pc.is_null(heads), pc.is_null(tails)).to_numpy(zero_copy_only=False)
-        raise UserFacingError(f"{path}: sample row {first_row + int(head_parent[np.argmax(nulls)])}: "
-                              "a head or tail span has no id")
-    return head_parent, heads, tails
-
-
-def leaking_samples(heldout, spans, path, first_row):
-    """[(row in the file, [held-out rows it shares])] for one batch of reasoning samples."""
-    parents, heads, tails = sentence_edges(spans, path, first_row)
-    u = pc.fill_null(pc.index_in(heads, value_set=heldout.entities), -1).to_numpy().astype(np.int64)
-    v = pc.fill_null(pc.index_in(tails, value_set=heldout.entities), -1).to_numpy().astype(np.int64)
-    codes = np.minimum(u, v) * len(heldout.index) + np.maximum(u, v)
-    suspects = np.unique(parents[(u >= 0) & (v >= 0) & np.isin(codes, heldout.edge_codes)])
-    leaks = []
-    for sample in suspects:
-        lo, hi = np.searchsorted(parents, [sample, sample + 1])
-        edges = {edge_key(h, t) for h, t in zip(heads[lo:hi].to_pylist(), tails[lo:hi].to_pylist())}
-        rows = heldout.shared_with(edges)
-        if rows:
-            leaks.append((first_row + int(sample), rows))
-    return leaks
-
-
-def check_leakage(xlr, reasoning, batch_size=65536):
-    """(samples checked, held-out cycles, reasoning path, [(row, cycle_id or None, [held-out rows])] per leak)."""
-    heldout = HeldOutCycles.from_parquet(file_in(xlr, HELDOUT_FILE))
-    path = file_in(reasoning, REASONING_FILE)
-    parquet = pq.ParquetFile(path)
-    if "spans" not in parquet.schema_arrow.names:
-        raise UserFacingError(f"{path} has no 'spans' column: is it a reasoning.parquet?")
-    columns = ["spans"] + (["cycle_id"] if "cycle_id" in parquet.schema_arrow.names else [])
-    total, leaks = parquet.metadata.num_rows, []
-    with tqdm(total=total, desc="check-leakage", unit="sample", mininterval=2) as progress:
-        first_row = 0
-        for batch in parquet.iter_batches(columns=columns, batch_size=batch_size):
-            for row, rows in leaking_samples(heldout, batch.column(0), path, first_row):
-                cycle_id = batch.column(1)[row - first_row].as_py() if len(columns) > 1 else None
-                leaks.append((row, cycle_id, rows))
-            first_row += batch.num_rows
-            progress.update(batch.num_rows)
-    return total, heldout, path, leaks
-
-
-def run_check_leakage(args):
-    log = logging.getLogger("kmlm-preprocess check-leakage")
-    if args.batch_size < 1 or args.show < 0:
-        raise UserFacingError(f"--batch-size must be >= 1 and --show >= 0, got {args.batch_size} and {args.show}")
-    total, heldout, path, leaks = check_leakage(args.xlr, args.reasoning, args.batch_size)
-    kinds = Counter(heldout.kinds)
-    checked = (f"{total} reasoning samples in {path} against {len(heldout)} held-out cycles "
-               f"({kinds[TRIANGLE]} triangles, {kinds[DIAMOND]} diamonds) of {heldout.path}")
-    if not leaks:
-        if not len(heldout):
-            log.warning("%s has no cycles: nothing can leak", heldout.path)
-        log.info("check-leakage OK: checked %s: no sample shares a held-out cycle", checked)
-        return 0
-    listed = "\n".join(
-        f"  row {row}" + (f" (cycle_id {cycle_id})" if cycle_id is not None else "")
-        + " shares " + "; ".join(heldout.describe(r) for r in rows)
-        for row, cycle_id, rows in leaks[:args.show])
-    log.error("check-leakage FAILED: %d of %s; the first %d:\n%s\nre-run `kmlm-preprocess reasoning` with "
-              "--exclude %s", len(leaks), checked, min(len(leaks), args.show), listed, heldout.path)
-    return 1

@@ -5,7 +5,7 @@ import pytest
 
 from kmlm_eval import cli, ner
 from kmlm_eval.common import load_tokenizer
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 CONLL03 = """-DOCSTART- -X- -X- O
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from kmlm_eval import cli, relx
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 KBP = ('1\t" <e1> Thom Yorke </e1> of <e2> Radiohead </e2> has a new album . "\nper:employee_of(e1,e2)\n\n'
        '2\t" <e1> Apple </e1> was founded by <e2> Steve Jobs </e2> . "\norg:founded_by(e1,e2)\nComment: x\n\n'

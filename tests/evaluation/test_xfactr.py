@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from kmlm_eval import cli, xfactr
-from preprocess.core.common import UserFacingError, write_parquet
+from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.tables import entities_schema
+from preprocess.core.io import write_parquet
 
 PROMPTS = ("pid,relation,en,de\n"
            "P19,place of birth,[X] was born in [Y] .,[X] ist in [Y] [geboren;X-Gender=MASC|geborene;X-Gender=FEM] .\n"

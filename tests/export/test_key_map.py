@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kmlm_fairseq.export.key_map import BERT, XLM_ROBERTA, fairseq_to_hf, hf_to_fairseq
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 
 
 def random_hf_state(key_map, layers=2, vocab=11, hidden=4, positions=9):

@@ -4,10 +4,14 @@ import sentencepiece as spm
 
 from kmlm_fairseq.export.spm_proto import read_spm_spec
 from kmlm_fairseq.export.tokenizer import (
-    FairseqTextEncoder, build_spm_tokenizer, check_same_ids, load_dictionary, vocab_permutation,
+    FairseqTextEncoder,
+    build_spm_tokenizer,
+    check_same_ids,
+    load_dictionary,
+    vocab_permutation,
 )
 from kmlm_fairseq.export.verify import DEFAULT_TEXTS
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
 from tests.export import tiny
 
 TEXTS = DEFAULT_TEXTS + ("  Köln   ist eine   Stadt ", "Привет 😀 ＡＢＣ ①", "école\tStraße", "xyz qqq the", "", "Paris.")

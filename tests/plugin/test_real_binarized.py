@@ -9,9 +9,9 @@ import pytest
 
 from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
-from preprocess.core.span_tags import HEAD, MENTION_ROLES, RELATION, TAIL, tag_role, tag_sentence, tag_span
 from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig, KMLMReasoningTask
-from preprocess.pipeline import TrainingProgress
+from preprocess.core.span_tags import HEAD, MENTION_ROLES, RELATION, TAIL, tag_role, tag_sentence, tag_span
+from preprocess.pipeline.train_log import TrainingProgress
 from tests.conftest import REPO_ROOT, build_real_binarized, run_stage, venv_bin
 
 pytestmark = pytest.mark.slow

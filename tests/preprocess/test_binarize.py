@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.stages.spm import DICT_FILE, SPM_FILE
+from preprocess.core.tokenizers.dictionary import DICT_FILE
+from preprocess.core.tokenizers.sentencepiece import SPM_FILE
 from tests.conftest import build_real_binarized, run_stage
 
 LANGUAGES = "en,de,ja"

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
+from preprocess.core.cycle_kernels import build_graph, find_cycles
 from preprocess.core.cycle_triples import EdgeTriples
-from preprocess.stages.cycles import CYCLES_FILE, CYCLES_SCHEMA, CYCLES_STATS_FILE, build_graph, find_cycles
+from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_SCHEMA, CYCLES_STATS_FILE
 from preprocess.core.formats.tables import TRIPLES_SCHEMA
 from tests.conftest import TEST_DATA
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers

@@ -14,9 +14,10 @@ import pytest
 
 from preprocess import cli
 from preprocess.core import text_blocks
-from preprocess.stages import ingest, merge
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats import tables
 from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE
+from preprocess.stages import ingest, merge
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CURRENT = DATA / "opentapioca_sample_items.json.bz2"  # claims carry "id"
@@ -328,8 +329,8 @@ def test_read_id_list_rejects_bad_lists(tmp_path, text, what, error):
 @pytest.fixture
 def small_row_groups(monkeypatch):
     """Several row groups even on the samples, so the batching of rows into groups is exercised."""
-    monkeypatch.setattr(ingest, "ENTITY_ROWS_PER_GROUP", 150)
-    monkeypatch.setattr(ingest, "TRIPLE_ROWS_PER_GROUP", 1000)
+    monkeypatch.setattr(tables, "ENTITY_ROWS_PER_GROUP", 150)
+    monkeypatch.setattr(tables, "TRIPLE_ROWS_PER_GROUP", 1000)
 
 
 @pytest.fixture(scope="module")

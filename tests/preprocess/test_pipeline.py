@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import pipeline
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
+from preprocess.pipeline import command, execute, fingerprint, plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DUMPS = sorted((REPO_ROOT / "tests" / "data").glob("*.json.bz2"))
@@ -30,14 +30,14 @@ def pipeline_argv(workdir, dumps, *extra):
 
 def parse_args(workdir, dumps, *extra):
     parser = argparse.ArgumentParser()
-    pipeline.add_arguments(parser)
+    command.add_arguments(parser)
     return parser.parse_args(pipeline_argv(workdir, dumps, *extra))
 
 
 def run_pipeline(workdir, dumps, *extra):
     """{stage: (action, reason)} of one in-process run."""
     return {stage: (action, reason)
-            for stage, action, reason in pipeline.execute(parse_args(workdir, dumps, *extra))}
+            for stage, action, reason in execute.execute(parse_args(workdir, dumps, *extra))}
 
 
 def ran(decisions):
@@ -49,7 +49,7 @@ def comparable_files(root, skip_markers=False):
     files = {}
     for path in sorted(Path(root).rglob("*")):
         name = str(path.relative_to(root))
-        if path.is_dir() or name == pipeline.LOCK_FILE or (skip_markers and path.name.startswith(".done.")):
+        if path.is_dir() or name == plan.LOCK_FILE or (skip_markers and path.name.startswith(".done.")):
             continue
         data = path.read_bytes()
         if path.suffix in (".json", ".md"):
@@ -139,8 +139,8 @@ def test_pipeline_with_a_given_tokenizer_leaves_out_spm_and_binarizes_identicall
         shutil.copy2(baseline / "data" / name, tokenizer / name)
     argv = [a for a in pipeline_argv(workdir, dumps) if a not in ("--vocab-size", "600")]
     parser = argparse.ArgumentParser()
-    pipeline.add_arguments(parser)
-    decisions = {stage: action for stage, action, _ in pipeline.execute(parser.parse_args(argv + ["--tokenizer",
+    command.add_arguments(parser)
+    decisions = {stage: action for stage, action, _ in execute.execute(parser.parse_args(argv + ["--tokenizer",
                                                                                                     str(tokenizer)]))}
     assert "spm" not in decisions
     assert {stage for stage, action in decisions.items() if action == "run"} == {"binarize", "plain"}
@@ -180,13 +180,13 @@ def test_pipeline_set_with_a_file_fingerprints_the_file(dumps, tmp_path):
     entity_list = tmp_path / "wikidata5m_entities.txt"
     entity_list.write_text("Q90\nQ142\n")
     args = parse_args(tmp_path / "work", dumps, "--set", f"ingest.entity-list={entity_list}")
-    ingest = pipeline.build_steps(args)[0]
+    ingest = plan.build_steps(args)[0]
     assert ingest.argv[-2:] == ("--entity-list", str(entity_list)) and str(entity_list) in ingest.external
-    before = pipeline.marker_record(ingest, {})
+    before = fingerprint.marker_record(ingest, {})
     entity_list.write_text("Q90\nQ142\nQ64\n")  # edited in place: same path, same argv
-    after = pipeline.marker_record(ingest, {})
+    after = fingerprint.marker_record(ingest, {})
     assert before["argv"] == after["argv"] and before["fingerprint"] != after["fingerprint"]
-    assert pipeline.changed_part(before, after) == f"input file {entity_list} changed"
+    assert fingerprint.changed_part(before, after) == f"input file {entity_list} changed"
 
 
 def test_pipeline_worker_count_gives_identical_products(baseline, dumps, tmp_path):
@@ -199,7 +199,7 @@ def test_pipeline_worker_count_gives_identical_products(baseline, dumps, tmp_pat
 @pytest.mark.slow
 def test_pipeline_killed_at_random_moments_resumes_to_identical_outputs(baseline, dumps, tmp_path):
     workdir = tmp_path / "work"
-    steps = pipeline.build_steps(parse_args(workdir, dumps))
+    steps = plan.build_steps(parse_args(workdir, dumps))
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     rng = random.Random(7)
     for kill in range(3):

@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 
 from preprocess import cli
-from preprocess.core.common import UserFacingError
-from preprocess.core.formats.indexed import best_fitting_int_dtype, gather_parts, read_indexed_dataset, write_indexed_dataset
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.indexed import (
+    best_fitting_int_dtype,
+    gather_parts,
+    read_indexed_dataset,
+    write_indexed_dataset,
+)
+from preprocess.core.tokenizers.dictionary import DICT_FILE
+from preprocess.core.tokenizers.sentencepiece import SPM_FILE
 from preprocess.stages.plain import parse_inputs
-from preprocess.stages.spm import DICT_FILE, SPM_FILE, dict_text, train_model
+from preprocess.stages.spm import dict_text, train_model
 from tests.conftest import TEST_DATA
 
 LANGS = ("en", "de", "ja")

@@ -3,11 +3,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.stages import reasoning, sentences
-from preprocess.core.common import UserFacingError, rng_for
+from preprocess.core import io
 from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
-from preprocess.stages.reasoning import HeldOutCycles, build_reasoning, covers_cycle, cycle_edge_set, shares_cycle
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.heldout_cycles import (
+    HeldOutCycles,
+    covers_cycle,
+    cycle_edge_set,
+    shares_cycle,
+)
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
+from preprocess.core.seeds import rng_for
+from preprocess.stages import reasoning
+from preprocess.stages.reasoning import build_reasoning
 
 LANGS = ("en", "de", "fr")
 # Two triangles A-B-C and B-D-C sharing B-C: together the diamond A-B-D-C with diagonal B-C.
@@ -130,7 +138,7 @@ def test_reasoning_exclude_held_out_cycles_and_diamonds_around_them(tmp_path):
 
 
 def test_reasoning_same_output_for_any_chunking(tmp_path, monkeypatch):
-    monkeypatch.setattr(sentences, "ROWS_PER_GROUP", 4)
+    monkeypatch.setattr(io, "ROWS_PER_GROUP", 4)
     directory = write_inputs(tmp_path, [TRIANGLE_ABC, DIAMOND, TRIANGLE_BDC, TRIANGLE_EFG] * 3)
     reference = run_reasoning(directory, name="big")[2].read_bytes()
     for chunk_size in (1, 5):

@@ -6,10 +6,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from preprocess import cli
-from preprocess.stages import sentences
-from preprocess.core.common import UserFacingError
-from preprocess.stages.sentences import ALIAS, CODESWITCH, SentenceConfig, build_sentences
+from preprocess.core import io
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.sentences import ALIAS, CODESWITCH
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
+from preprocess.stages import sentences
+from preprocess.stages.sentences import SentenceConfig, build_sentences
 
 LANGS = ("en", "de", "fr")
 
@@ -151,7 +153,7 @@ def test_sentences_skip_pairs_with_nothing_in_the_language(tmp_path):
 
 
 def test_sentences_same_seed_byte_identical_for_any_chunking(many_triples, tmp_path, monkeypatch):
-    monkeypatch.setattr(sentences, "ROWS_PER_GROUP", 128)
+    monkeypatch.setattr(io, "ROWS_PER_GROUP", 128)
     _, _, reference = run_sentences(many_triples, tmp_path, variants=2, name="a")
     for chunk_size in (1, 7, 1000):
         _, _, again = run_sentences(many_triples, tmp_path, variants=2, chunk_size=chunk_size, name=f"c{chunk_size}")

@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 
 from preprocess import cli
-from preprocess.core.common import UserFacingError
-from preprocess.stages.spm import (
-    DICT_FILE,
-    SPM_FILE,
-    FairseqDictionary,
-    Tokenizer,
-    dict_text,
-    install_tokenizer,
-    train_model,
-)
+from preprocess.core.errors import UserFacingError
+from preprocess.core.tokenizers.dictionary import DICT_FILE, FairseqDictionary
+from preprocess.core.tokenizers.install import install_tokenizer
+from preprocess.core.tokenizers.sentencepiece import SPM_FILE, Tokenizer
+from preprocess.stages.spm import dict_text, train_model
 
 # Real-looking multilingual text: Wikidata labels and descriptions in the paper's languages.
 TEXTS = [

@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.core.common import UserFacingError
-from preprocess.stages.spm import DICT_FILE, SPM_FILE, install_tokenizer, read_sample_texts
+from preprocess.core.errors import UserFacingError
+from preprocess.core.tokenizers.dictionary import DICT_FILE
+from preprocess.core.tokenizers.install import install_tokenizer
+from preprocess.core.tokenizers.sentencepiece import SPM_FILE
 from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer
+from preprocess.stages.spm import read_sample_texts
 from tests.conftest import REPO_ROOT, build_real_binarized, run_stage, venv_bin
 from tests.preprocess.test_binarize import load_split, match_rows, rows_by_language, tree_bytes
 

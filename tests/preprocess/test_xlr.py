@@ -10,16 +10,10 @@ import pytest
 
 from preprocess import cli
 from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
+from preprocess.core.formats.heldout_cycles import HELDOUT_FILE
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
-from preprocess.stages.xlr import (
-    HELDOUT_FILE,
-    NUM_CHOICES,
-    QUESTION_TEMPLATES,
-    Candidate,
-    build_xlr,
-    check_leakage,
-    select_balanced,
-)
+from preprocess.stages.check_leakage import check_leakage
+from preprocess.stages.xlr import NUM_CHOICES, QUESTION_TEMPLATES, Candidate, build_xlr, select_balanced
 
 LANGS = ("en", "de", "ja")
 SIZES = {"train": 20, "dev": 8, "test": 8}

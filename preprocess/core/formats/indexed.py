@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.core.common import UserFacingError, write_text
+from preprocess.core.errors import UserFacingError
+from preprocess.core.io import write_text
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1

@@ -6,13 +6,18 @@
 ``triples.parquet``: one row per entity-valued main-snak statement whose value is an item (deprecated rank skipped)
     ``head`` ("Q42"), ``relation`` ("P31"), ``tail`` ("Q5").
 """
+import contextlib
+from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from preprocess.core.common import UserFacingError
+from preprocess.core.errors import UserFacingError
+from preprocess.core.io import PARQUET_COMPRESSION, atomic_path
+from preprocess.core.languages import parse_languages
 
 ENTITIES_FILE = "entities.parquet"
 TRIPLES_FILE = "triples.parquet"
@@ -108,3 +113,109 @@ class LabelTable:
             raise ValueError("this LabelTable was loaded without aliases (with_aliases=False)")
         i = self.row.get(entity_id)
         return [] if i is None else (self._aliases[lang][i] or [])
+
+
+LOOKUP_BATCH = 1 << 20  # triples per id lookup: each lookup builds a hash table of all entity ids
+
+
+# --- Shared with the reasoning stage ------------------------------------------------------------------------------
+def resolve_languages(text, tables_dir):
+    """``--languages`` if given, else every language the entities table was made with."""
+    if text is not None:
+        return parse_languages(text)
+    return table_languages(pq.read_schema(existing_table(tables_dir, ENTITIES_FILE)))
+
+
+# Row groups of a fixed size make a table's bytes depend only on its rows, not on how they were batched
+# (blocks, workers, shards): this is what makes a merge of shards byte-identical to a single run.
+ENTITY_ROWS_PER_GROUP = 100_000
+
+
+TRIPLE_ROWS_PER_GROUP = 1_000_000
+
+
+# --- Writing --------------------------------------------------------------------------------------------------
+class RowGroupWriter:
+    """Appends record batches to a Parquet file in row groups of exactly ``rows_per_group`` rows (the last one
+    shorter), so the file's bytes depend only on the sequence of rows."""
+
+    def __init__(self, path, schema, rows_per_group):
+        self.schema, self.rows_per_group = schema, rows_per_group
+        self.writer = pq.ParquetWriter(path, schema, compression=PARQUET_COMPRESSION)
+        self.pending, self.pending_rows, self.rows = [], 0, 0
+
+    def write(self, batch):
+        if batch.num_rows == 0:
+            return
+        self.pending.append(pa.RecordBatch.from_arrays(batch.columns, schema=self.schema))
+        self.pending_rows += batch.num_rows
+        self.rows += batch.num_rows
+        while self.pending_rows >= self.rows_per_group:
+            self._flush(self.rows_per_group)
+
+    def _flush(self, n):
+        table = pa.Table.from_batches(self.pending, schema=self.schema)
+        self.writer.write_table(table.slice(0, n).combine_chunks(), row_group_size=n)
+        self.pending = table.slice(n).to_batches()
+        self.pending_rows -= n
+
+    def close(self):
+        if self.pending_rows:
+            self._flush(self.pending_rows)
+        self.writer.close()
+
+
+@contextlib.contextmanager
+def table_writers(directory, languages):
+    """(entities, triples) RowGroupWriters on temporary files, renamed onto ``directory/ENTITIES_FILE`` and
+    ``directory/TRIPLES_FILE`` only if the block finishes without error."""
+    directory = Path(directory)
+    with ExitStack() as stack:
+        entities_tmp = stack.enter_context(atomic_path(directory / ENTITIES_FILE))
+        triples_tmp = stack.enter_context(atomic_path(directory / TRIPLES_FILE))
+        entities = RowGroupWriter(entities_tmp, entities_schema(languages), ENTITY_ROWS_PER_GROUP)
+        stack.callback(entities.close)  # callbacks run before the renames above
+        triples = RowGroupWriter(triples_tmp, TRIPLES_SCHEMA, TRIPLE_ROWS_PER_GROUP)
+        stack.callback(triples.close)
+        yield entities, triples
+
+
+class FirstOccurrence:
+    """Keeps only the first row of each entity id over a run (blocks, inputs, shards), and drops the triples of
+    the later occurrences. Ids are "Q<n>"/"P<n>" (checked by the parser), remembered in one bit per number
+    (~16 MB for all of Wikidata)."""
+
+    def __init__(self):
+        self.bits = {"Q": np.zeros(0, dtype=np.uint8), "P": np.zeros(0, dtype=np.uint8)}
+        self.duplicates = 0
+
+    def drop_seen(self, entities):
+        """(the rows of ``entities`` whose id was not seen before, the ids that were or None); marks the ids seen.
+        The ids within one batch are distinct (the parser drops repeats within a block)."""
+        ids = entities.column(0)
+        numbers = pc.cast(pc.utf8_slice_codeunits(ids, 1), pa.int64()).to_numpy(zero_copy_only=False)
+        is_item = pc.starts_with(ids, "Q").to_numpy(zero_copy_only=False)
+        duplicate = np.zeros(len(ids), dtype=bool)
+        for prefix, rows in (("Q", is_item), ("P", ~is_item)):
+            byte, bit = numbers[rows] >> 3, (1 << (numbers[rows] & 7)).astype(np.uint8)
+            bits = self._grown(prefix, byte.max(initial=-1) + 1)
+            duplicate[rows] = (bits[byte] & bit) != 0
+            np.bitwise_or.at(bits, byte, bit)
+        if not duplicate.any():
+            return entities, None
+        self.duplicates += int(duplicate.sum())
+        return entities.filter(pa.array(~duplicate)), ids.filter(pa.array(duplicate))
+
+    def _grown(self, prefix, size):
+        if len(self.bits[prefix]) < size:
+            grown = np.zeros(max(size, 2 * len(self.bits[prefix])), dtype=np.uint8)
+            grown[:len(self.bits[prefix])] = self.bits[prefix]
+            self.bits[prefix] = grown
+        return self.bits[prefix]
+
+
+def drop_heads(triples, heads):
+    """``triples`` without the rows whose head is in ``heads`` (None: no change)."""
+    if heads is None:
+        return triples
+    return triples.filter(pc.invert(pc.is_in(triples.column(0), value_set=heads)))

@@ -21,8 +21,9 @@ import json
 
 import numpy as np
 
-from preprocess.core.common import PIVOT_LANGUAGE, atomic_path
 from preprocess.core.cycle_triples import DIAMOND, TRIANGLE
+from preprocess.core.io import atomic_path
+from preprocess.core.languages import PIVOT_LANGUAGE
 
 KINDS = (TRIANGLE, DIAMOND)  # the paper's order; any other kind after them, by name
 
