@@ -42,6 +42,7 @@ from preprocess.core.formats.cycles import CYCLE_SIZES, CYCLES_FILE, read_cycles
 from preprocess.core.formats.heldout_cycles import HeldOutCycles
 from preprocess.core.formats.reasoning import REASONING_FILE, REASONING_SCHEMA
 from preprocess.core.formats.spans import ROLES, spans_array
+from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
 from preprocess.core.formats.tables import (
     LOOKUP_BATCH,
     TRIPLE_COLUMNS,
@@ -215,7 +216,9 @@ def run(args):
     if args.chunk_size < 1:
         raise UserFacingError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     output_path = f"{args.output}/{REASONING_FILE}"
+    summary_path(args.output, "reasoning").unlink(missing_ok=True)
     counts = build_reasoning(args.input, args.cycles, output_path, resolve_languages(args.languages, args.input),
                              args.seed, args.exclude, args.chunk_size)
+    write_stage_summary(args.output, "reasoning", counts)
     logger.info("wrote %s: %s", output_path, "; ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
     return 0

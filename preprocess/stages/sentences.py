@@ -53,6 +53,7 @@ from preprocess.core.formats.sentences import (
     VARIANTS,
 )
 from preprocess.core.formats.spans import ROLES, spans_array
+from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
 from preprocess.core.formats.tables import (
     ENTITIES_FILE,
     LOOKUP_BATCH,
@@ -312,7 +313,9 @@ def run(args):
     config = SentenceConfig(args.seed, args.variants_per_language, args.alias_variants_per_language,
                             args.alias_first_half)
     output_path = f"{args.output}/{SENTENCES_FILE}"
+    summary_path(args.output, "sentences").unlink(missing_ok=True)
     counts = build_sentences(args.input, output_path, resolve_languages(args.languages, args.input), config,
                              args.sample_triples, args.max_triples, args.chunk_size)
+    write_stage_summary(args.output, "sentences", counts)
     logger.info("wrote %s: %s", output_path, "; ".join(f"{k}: {v:,}" for k, v in counts.items()))
     return 0

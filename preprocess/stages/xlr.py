@@ -85,6 +85,7 @@ from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.cycles import CYCLE_SIZES, CYCLES_FILE
 from preprocess.core.formats.heldout_cycles import HELDOUT_FILE, HELDOUT_SCHEMA
+from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
 from preprocess.core.formats.tables import TRIPLES_FILE, LabelTable, read_table
 from preprocess.core.io import atomic_path, file_in, write_parquet
 from preprocess.core.languages import DEFAULT_LANGUAGES, PIVOT_LANGUAGE, parse_languages
@@ -549,6 +550,11 @@ def build_xlr(input_dir, cycles_path, output, languages=DEFAULT_LANGUAGES, sizes
     summary = {"cycles": total_cycles, "pool": len(cycles), "usable": usable, "candidates": len(candidates),
                "skipped": dict(skipped), "written": written, "heldout": heldout, "sizes": sizes}
     log_summary(summary, output)
+    counts = {"cycles": total_cycles, "cycles in the pool": len(cycles), "usable cycles": usable,
+              "candidate questions": len(candidates), "held-out cycles": heldout,
+              **{f"cycles skipped: {reason}": n for reason, n in skipped.items()},
+              **{f"{split} {lang}": n for split, by_lang in written.items() for lang, (n, _) in by_lang.items()}}
+    write_stage_summary(output, "xlr", counts, sizes=sizes)
     return summary
 
 
@@ -589,6 +595,7 @@ def log_summary(summary, output):
 
 
 def run(args):
+    summary_path(args.output, "xlr").unlink(missing_ok=True)
     build_xlr(args.input, args.cycles, args.output, languages=args.languages,
               sizes={"train": args.train_size, "dev": args.dev_size, "test": args.test_size},
               pool_factor=args.pool_factor, seed=args.seed)

@@ -11,9 +11,16 @@ import pytest
 from preprocess import cli
 from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
 from preprocess.core.formats.heldout_cycles import HELDOUT_FILE
+from preprocess.core.formats.stage_summary import read_stage_summary
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 from preprocess.stages.check_leakage import check_leakage
-from preprocess.stages.xlr import NUM_CHOICES, QUESTION_TEMPLATES, Candidate, build_xlr, select_balanced
+from preprocess.stages.xlr import (
+    NUM_CHOICES,
+    QUESTION_TEMPLATES,
+    Candidate,
+    build_xlr,
+    select_balanced,
+)
 
 LANGS = ("en", "de", "ja")
 SIZES = {"train": 20, "dev": 8, "test": 8}
@@ -93,7 +100,10 @@ def built(world, tmp_path_factory):
 def test_xlr_writes_requested_sizes_disjoint_by_cycle(built):
     out, summary = built
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["train.en.jsonl", HELDOUT_FILE] + [f"{s}.{lang}.jsonl" for s in ("dev", "test") for lang in LANGS])
+        ["train.en.jsonl", HELDOUT_FILE, "xlr_summary.json"] + [f"{s}.{lang}.jsonl" for s in ("dev", "test")
+                                                               for lang in LANGS])
+    counts = read_stage_summary(out, "xlr")["counts"]
+    assert [counts[f"{split} en"] for split in SIZES] == list(SIZES.values())
     cycles = {}
     for split, size in SIZES.items():
         samples = read_jsonl(out / f"{split}.en.jsonl")
