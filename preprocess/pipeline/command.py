@@ -9,19 +9,22 @@ Output: WORKDIR laid out as in run/demo.sh::
 
 Each stage runs as ``python -m MODULE ...`` in its own process (``preprocess.cli STAGE`` for the data stages,
 fairseq's ``fairseq_cli.hydra_train`` for train, ``kmlm_fairseq.export.cli hf``, ``kmlm_eval.cli
-xlr``): memory is returned after it, and a killed driver kills its stage (Linux PR_SET_PDEATHSIG). After a stage
-succeeds the driver writes its completion marker ``WORKDIR/<its directory>/.done.<stage>.json`` (atomically; no
-timestamps, so equal runs give equal files) holding a fingerprint: a hash of the stage name, its exact arguments
-(WORKDIR written as ``{WORKDIR}``, so a moved WORKDIR stays valid), the fingerprints of the stages it reads, the
-path, size and mtime of each file it reads from outside WORKDIR, and its code: the source of its module and of
-the modules of ours that it imports (for train also configs/ and the fairseq and torch versions).
+xlr``), through ``preprocess.pipeline.traced``, which lists the source files of ours the run loaded: memory is
+returned after it, and a killed driver kills its stage (Linux PR_SET_PDEATHSIG). After a stage succeeds the driver
+writes its completion marker ``WORKDIR/<its directory>/.done.<stage>.json`` (atomically; no timestamps, so equal
+runs give equal files) holding a fingerprint: a hash of the stage name, its exact arguments (WORKDIR written as
+``{WORKDIR}``, so a moved WORKDIR stays valid), the fingerprints of the stages it reads, the path, size and mtime of
+each file it reads from outside WORKDIR and, for train, configs/ and the fairseq and torch versions; next to it
+``code``: the hash of every source file of ours the run loaded (lazy imports and the plugin included).
 
-A stage is skipped iff its marker holds the fingerprint the current settings give and its outputs exist. A stage
+A stage is skipped iff its marker holds the fingerprint the current settings give, none of the files in its
+``code`` changed and its outputs exist. A stage
 runs when it is not, when ``--force`` names it, or when a stage it reads runs. Before anything runs, the markers of
 every stage about to run are removed, and each stage's outputs are cleared just before it runs, so a killed run is
 never taken as complete and never leaves stale files. The one exception is resumable work: train records the
 fingerprint it started with (``.started.train.json``), and when only its completion marker is missing (it was
-killed) and that fingerprint still holds, it keeps its checkpoints and fairseq continues from checkpoint_last.pt.
+killed) and that fingerprint still holds and no file of the packages it can load changed (kmlm_fairseq/ and
+preprocess/core/: the package graph points one way), it keeps its checkpoints and fairseq continues from checkpoint_last.pt.
 The plan is logged one line a stage ("skip (up to date)" / "run (reason: ...)"); ``--dry-run`` prints it and the
 commands without running anything.
 """

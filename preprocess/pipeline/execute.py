@@ -13,7 +13,11 @@ from pathlib import Path
 
 from preprocess.core.errors import UserFacingError
 from preprocess.pipeline.fingerprint import (
+    code_change,
+    code_state,
     marker_record,
+    package_files,
+    read_manifest,
     read_marker,
     stale_reason,
     write_marker,
@@ -109,12 +113,12 @@ def start_or_resume(step, record, workdir):
     settings; returns its arguments for this launch."""
     if step.resumable:
         started = read_marker(step.started_marker(workdir))
-        if started and started.get("fingerprint") == record["fingerprint"]:
+        if started and started.get("fingerprint") == record["fingerprint"] and not code_change(started):
             logger.info("%s: continuing the interrupted run in %s", step.stage, Path(workdir) / step.directory)
             return step.argv
     clear_outputs(step, workdir)
     if step.resumable:
-        write_marker(record, step.started_marker(workdir))
+        write_marker({**record, "code": code_state(package_files(step))}, step.started_marker(workdir))
     return step.argv + step.first_launch_argv
 
 
@@ -138,7 +142,7 @@ def run_logged(argv, step, workdir):
 
 
 def run_step(step, record, workdir):
-    argv = step.command() + resolve_argv(start_or_resume(step, record, workdir), workdir)
+    argv = step.traced_command(workdir) + resolve_argv(start_or_resume(step, record, workdir), workdir)
     started = time.monotonic()
     if step.log:
         status = run_logged(argv, step, workdir)
@@ -147,7 +151,12 @@ def run_step(step, record, workdir):
     if status != 0:
         raise UserFacingError(f"stage {step.stage} failed (exit status {status}); fix it and run the pipeline "
                               f"again to continue from this stage")
-    write_marker(record, step.marker(workdir))
+    loaded = read_manifest(step.manifest(workdir))
+    if loaded is None:
+        raise UserFacingError(f"stage {step.stage} exited 0 but left no list of the code it ran "
+                              f"({step.manifest(workdir)}); run the pipeline again")
+    write_marker({**record, "code": code_state(loaded)}, step.marker(workdir))
+    step.manifest(workdir).unlink()
     logger.info("%s: done in %.1f s", step.stage, time.monotonic() - started)
 
 

@@ -1,52 +1,13 @@
 """A stage's fingerprint: its arguments, its inputs' fingerprints, its external files and its code."""
 import hashlib
-import importlib
+import importlib.metadata
 import json
 import os
-import re
 from pathlib import Path
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import write_text
 from preprocess.pipeline.plan import NO_MARKER, REPO_ROOT
-
-OUR_PACKAGES = ("preprocess", "kmlm_fairseq", "kmlm_eval")
-
-
-def module_file(name):
-    """The source file of one of our modules or packages (found by path: importing would load torch)."""
-    path = REPO_ROOT.joinpath(*name.split("."))
-    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_modules(name, source):
-    """Our modules that importing ``name`` runs: its parent packages and what its source imports."""
-    parts = name.split(".")
-    yield from (".".join(parts[:i]) for i in range(1, len(parts)))
-    package = r"((?:%s)(?:\.\w+)*)" % "|".join(OUR_PACKAGES)
-    yield from re.findall(rf"^\s*import {package}", source, flags=re.MULTILINE)
-    for base, names in re.findall(rf"^\s*from {package} import (\([^)]*\)|.*)", source, flags=re.MULTILINE):
-        yield base
-        for imported in re.sub(r"#.*", "", names).strip("()").split(","):
-            imported = imported.split(" as ")[0].strip()
-            if imported and module_file(f"{base}.{imported}"):
-                yield f"{base}.{imported}"
-
-
-def module_sources(*module_names):
-    """{module: source} of the given modules and every module of ours they import, transitively."""
-    sources, todo = {}, list(module_names)
-    while todo:
-        name = todo.pop()
-        if name in sources or module_file(name) is None:
-            continue
-        sources[name] = module_file(name).read_text(encoding="utf-8")
-        todo.extend(imported_modules(name, sources[name]))
-    return sources
-
 
 def installed_version(package):
     """The version of the distribution that provides ``import package`` (fairseq comes as fairseq-fixed)."""
@@ -57,17 +18,39 @@ def installed_version(package):
         return "not installed"
 
 
-def code_version(step):
-    """A hash of the code that makes the step's outputs: our modules, config files, package versions."""
+def tool_version(step):
+    """A hash of what the step runs that is not our Python code: config files and installed package versions."""
     digest = hashlib.sha256()
-    for name, source in sorted(module_sources(*step.modules()).items()):
-        digest.update(f"{name}\0{source}\0".encode("utf-8"))
     for pattern in step.code_files:
         for path in sorted(REPO_ROOT.glob(pattern)):
             digest.update(f"{path.relative_to(REPO_ROOT)}\0".encode("utf-8") + path.read_bytes())
     for package in step.code_packages:
         digest.update(f"{package}=={installed_version(package)}\0".encode("utf-8"))
     return digest.hexdigest()[:16]
+
+
+def code_state(paths):
+    """{path relative to the repository: hash of its bytes} ("missing" for a file that is gone)."""
+    state = {}
+    for relative in sorted(paths):
+        path = REPO_ROOT / relative
+        state[relative] = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+    return state
+
+
+def package_files(step):
+    """Every source file the step could load, by the one-directional package graph (for the started marker of a
+    resumable step, before its run has said what it loaded)."""
+    return [str(p.relative_to(REPO_ROOT)) for pattern in step.code_tree for p in REPO_ROOT.glob(pattern)]
+
+
+def read_manifest(path):
+    """The files a traced run loaded (preprocess/pipeline/traced.py), or None if it wrote none."""
+    try:
+        files = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return None
+    return files if isinstance(files, list) else None
 
 
 def file_state(path):
@@ -79,13 +62,15 @@ def file_state(path):
 
 
 def marker_record(step, input_fingerprints):
-    """What a step's marker holds: its fingerprint and the parts it is hashed from (deterministic: no clock)."""
+    """What a step's marker holds: its fingerprint and the parts it is hashed from (deterministic: no clock). The
+    completion marker adds ``code``, the hashes of the files its run loaded; a step whose settings, inputs and tools
+    match is still re-run when one of those files changed (``code_change``)."""
     record = {
         "stage": step.stage,
         "argv": list(step.argv + step.first_launch_argv),
         "inputs": {name: input_fingerprints[name] for name in step.inputs},
         "external": [file_state(path) for path in step.external],
-        "code": code_version(step),
+        "tools": tool_version(step),
     }
     text = json.dumps(record, sort_keys=True, ensure_ascii=False)
     return {"fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(), **record}
@@ -111,6 +96,9 @@ def stale_reason(step, record, workdir):
         return NO_MARKER
     if old.get("fingerprint") != record["fingerprint"]:
         return changed_part(old, record)
+    changed_code = code_change(old)
+    if changed_code:
+        return changed_code
     missing = [out for out in step.outputs if not (Path(workdir) / out).exists()]
     if missing:
         return f"output {missing[0]} is missing"
@@ -126,6 +114,17 @@ def changed_part(old, new):
     if old.get("external") != new["external"]:
         changed = [s["path"] for s in new["external"] if s not in old.get("external", [])]
         return f"input file {changed[0] if changed else 'list'} changed"
-    if old.get("code") != new["code"]:
-        return "code changed"
+    if old.get("tools") != new["tools"]:
+        return "configs or package versions changed"
     return "fingerprint differs"
+
+
+def code_change(marker):
+    """Why the code a marker's run executed is not the code there now (None: unchanged, or nothing recorded)."""
+    code = marker.get("code")
+    if not isinstance(code, dict) or not code:
+        return "no code recorded"
+    now = code_state(code)
+    changed = [path for path in code if now[path] != code[path]]
+    return f"code changed ({changed[0]}{f' and {len(changed) - 1} more' if len(changed) > 1 else ''})" if changed \
+        else None

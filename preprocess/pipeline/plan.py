@@ -39,7 +39,7 @@ class Step:
     outputs: tuple = ()  # what it makes, relative to WORKDIR: must exist for it to count as done
     owns_directory: bool = True  # False: it shares its directory; only its outputs and temp files are cleared
     entry: tuple = ()  # `python -m ENTRY...` runs it (default: preprocess.cli STAGE)
-    code_modules: tuple = ()  # modules whose source (and what they import of ours) is in the fingerprint
+    code_tree: tuple = ()  # resumable steps: globs of every source file the step could load (for its started marker)
     code_files: tuple = ()  # more files in the fingerprint: globs relative to the repository
     code_packages: tuple = ()  # installed packages (import names) whose versions are in the fingerprint
     hydra_overrides: bool = False  # --set STAGE.key=value passes Hydra's key=value, not --key value
@@ -60,8 +60,12 @@ class Step:
         entry = self.entry or ("preprocess.cli", self.stage)
         return [sys.executable, "-m", *entry]
 
-    def modules(self):
-        return self.code_modules or (STAGES[self.stage][0],)
+    def manifest(self, workdir):
+        """Where its traced run lists the source files it loaded (preprocess/pipeline/traced.py)."""
+        return Path(workdir) / self.directory / f".code.{self.stage}.json"
+
+    def traced_command(self, workdir):
+        return [sys.executable, "-m", "preprocess.pipeline.traced", str(self.manifest(workdir)), *self.command()[2:]]
 
     def about(self):
         return self.description or STAGES[self.stage][1]
@@ -181,13 +185,13 @@ def model_steps(args, data_stages):
                                       f"task.data={W}/data", f"checkpoint.save_dir={W}/checkpoints",
                                       f"task.streams='{streams}'"),
              inputs=tuple(data_stages), external=init_file, outputs=("checkpoints/checkpoint_last.pt",),
-             entry=("fairseq_cli.hydra_train",), code_modules=("kmlm_fairseq",), code_files=("configs/**/*.yaml",),
+             entry=("fairseq_cli.hydra_train",), code_tree=("kmlm_fairseq/**/*.py", "preprocess/core/**/*.py"),
+             code_files=("configs/**/*.yaml",),
              code_packages=("fairseq", "torch"), hydra_overrides=True, first_launch_argv=init, resumable=True,
              log="checkpoints/train.log", echo=TrainingProgress(),
              description=f"fairseq-hydra-train --config-name {args.train} (log: checkpoints/train.log)"),
         Step("export", "hf", (f"{W}/checkpoints/checkpoint_last.pt", f"{W}/hf"), inputs=("train",),
              outputs=("hf/config.json",), entry=("kmlm_fairseq.export.cli", "hf"),
-             code_modules=("kmlm_fairseq.export.cli", "kmlm_fairseq.export.to_hf"),
              code_packages=("transformers", "torch"),
              description="checkpoint_last.pt -> a Hugging Face model, checked against fairseq's logits"),
     ]
@@ -196,7 +200,6 @@ def model_steps(args, data_stages):
                                                    "--output", f"{W}/eval_xlr", "--seed", str(args.seed)),
                           inputs=("export", "xlr"), outputs=("eval_xlr/results.md",),
                           entry=("kmlm_eval.cli", "xlr"),
-                          code_modules=("kmlm_eval.cli", "kmlm_eval.xlr"),
                           code_packages=("transformers", "torch"),
                           description="fine-tune on English XLR, accuracy per language"))
     return steps

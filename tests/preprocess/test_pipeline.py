@@ -196,6 +196,52 @@ def test_pipeline_worker_count_gives_identical_products(baseline, dumps, tmp_pat
     assert comparable_files(workdir, skip_markers=True) == comparable_files(baseline, skip_markers=True)
 
 
+
+def repository_copy(tmp_path):
+    """The packages and configs, copied: a pipeline started from the copy fingerprints the copy's code."""
+    root = tmp_path / "repo"
+    for name in ("preprocess", "kmlm_fairseq", "kmlm_eval", "configs"):
+        shutil.copytree(REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def dry_run_from(root, workdir, dumps):
+    """{stage: (action, reason)} of a --dry-run of the pipeline of the repository at ``root``."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-m", "preprocess.cli", "pipeline", *pipeline_argv(workdir, dumps),
+                             "--dry-run"], env=env, cwd=root, capture_output=True, text=True, check=True)
+    plans = re.findall(r"\| (\S+): (skip|run)(?: \(reason: (.*?)\))?", result.stderr)
+    return {stage: (action, reason or None) for stage, action, reason in plans}
+
+
+@pytest.mark.parametrize("edited, reruns", [
+    # the tag layout: only binarize writes tags (the plugin reads them: train would re-run too)
+    ("preprocess/core/span_tags.py", {"binarize"}),
+    # a format module: the stage that writes cycles.parquet, those that read it, and what reads theirs
+    ("preprocess/core/formats/cycles.py",
+     {"cycles", "xlr", "reasoning", "check-leakage", "report", "spm", "binarize", "plain"}),
+    # a tokenizer module, loaded by the stages that tokenize (and by spm for the file names it shares)
+    ("preprocess/core/tokenizers/sentencepiece.py", {"spm", "binarize", "plain"}),
+])
+def test_pipeline_code_change_reruns_the_stages_that_ran_the_code(baseline, dumps, tmp_path, edited, reruns):
+    workdir = copy_of(baseline, tmp_path)
+    root = repository_copy(tmp_path)
+    assert ran(dry_run_from(root, workdir, dumps)) == set(), "an unchanged copy must change nothing"
+    with open(root / edited, "a", encoding="utf-8") as f:
+        f.write("\n# edited\n")
+    decisions = dry_run_from(root, workdir, dumps)
+    assert ran(decisions) == reruns
+    loaded_it = {stage for stage, (_, reason) in decisions.items() if reason and edited in reason}
+    assert loaded_it and all(decisions[s][1].startswith(f"code changed ({edited}") for s in loaded_it)
+    assert all(json.loads((workdir / directory / f".done.{stage}.json").read_text())["code"].get(edited)
+               for stage, directory in stage_directories(workdir).items() if stage in loaded_it)
+
+
+def stage_directories(workdir):
+    return {marker.name[len(".done."):-len(".json")]: marker.parent.relative_to(workdir)
+            for marker in Path(workdir).rglob(".done.*.json")}
+
+
 @pytest.mark.slow
 def test_pipeline_killed_at_random_moments_resumes_to_identical_outputs(baseline, dumps, tmp_path):
     workdir = tmp_path / "work"
