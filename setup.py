@@ -10,9 +10,10 @@ setup(
     version="0.1.0",
     description="KMLM (Liu et al., EMNLP 2022) as a fairseq plugin and a Wikidata preprocessing pipeline",
     python_requires=">=3.10",
-    packages=find_packages(include=["kmlm_fairseq", "kmlm_fairseq.*", "kmlm_eval", "kmlm_eval.*", "preprocess", "preprocess.*"]),
+    packages=find_packages(include=["kmlm_fairseq", "kmlm_fairseq.*", "kmlm_eval", "kmlm_eval.*", "preprocess",
+                                    "preprocess.*"]),
     # fairseq-fixed and torch are installed by run/install.sh in a fixed order; listing them here would let pip
-    # pull an unpinned CUDA torch and a torchaudio that breaks `import transformers` (DESIGN.md §3).
+    # pull an unpinned CUDA torch and a torchaudio that breaks `import transformers` (docs/design.md §3).
     install_requires=[
         "numpy", "pyarrow", "msgspec", "isal", "numba", "tqdm", "ujson", "sentencepiece", "sacremoses",
         "hydra-core", "omegaconf", "matplotlib",

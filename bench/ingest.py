@@ -6,7 +6,7 @@ Builds an uncompressed dump of ``--size-mb`` MB in a temporary directory by repl
     writing both Parquet tables;
   - a ujson loop extracting the same fields (labels/aliases/descriptions in 10 languages with the zh fallback,
     non-deprecated item-valued statements of items) into Python lists, writing nothing.
-Prints MB/s of dump JSON and the ratios (target: >= 3x the ujson loop on one worker; DESIGN.md §4), by wall
+Prints MB/s of dump JSON and the ratios (target: >= 3x the ujson loop on one worker; docs/design.md §4), by wall
 clock and, for the single-process runs, by this process's CPU time (robust to other load on the machine).
 
     python bench/ingest.py                  # 200 MB

@@ -2,8 +2,8 @@
 
 ``kmlm-eval xlr --model [NAME=]HF_DIR [--model ...] --data XLR_DIR --output OUT [--languages en,de,...]``
 
-Input: the directory ``kmlm-preprocess xlr`` writes (preprocess/stages/xlr.py): ``train.en.jsonl``, ``test.<lang>.jsonl``
-(and ``dev.<lang>.jsonl``, scored with ``--dev``). One JSON object per line with at least
+Input: the directory ``kmlm-preprocess xlr`` writes (preprocess/stages/xlr.py): ``train.en.jsonl``,
+``test.<lang>.jsonl`` (and ``dev.<lang>.jsonl``, scored with ``--dev``). One JSON object per line with at least
 ``question`` (string), ``context`` (list of strings), ``choices`` (list of strings, the same number on every line
 of a file) and ``label`` (index of the right choice); other fields (id, cycle_id, lang, choice_ids, ...) are
 ignored.

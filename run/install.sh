@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install kmlm-fairseq into .venv (or $KMLM_VENV) with the only recipe known to work on Python 3.11
-# (DESIGN.md §3). Idempotent: a second run with nothing changed only checks the imports and takes seconds.
+# (docs/design.md §3). Idempotent: a second run with nothing changed only checks the imports and takes seconds.
 #
 #   bash run/install.sh            # create/refresh .venv
 #   KMLM_VENV=/path/env bash run/install.sh

@@ -1,4 +1,4 @@
-"""Readers of the binarized training data (layout: notes/binarized_format.md, written by `kmlm-preprocess binarize`).
+"""Readers of the binarized training data, written by `kmlm-preprocess binarize` (preprocess/stages/binarize.py).
 
     DATA/dict.txt
     DATA/plain/<lang>/<split>{,1,2,...}.{bin,idx}                    one line per sample, tokens + </s>

@@ -1,4 +1,4 @@
-"""A tiny synthetic, learnable corpus in the exact binarized layout (notes/binarized_format.md), built in seconds.
+"""A tiny synthetic, learnable corpus in the exact layout of `kmlm-preprocess binarize`, built in seconds.
 
 For the plugin's tests, the training benchmark and trying the training without running the preprocessing pipeline.
 Output: ``DATA/dict.txt`` and ``DATA/{plain,knowledge,reasoning}/<lang>/{train,valid}.{bin,idx}`` (+ ``.tags``)

@@ -1,6 +1,6 @@
 """Task ``kmlm_reasoning`` (the paper's KMLM_R): every update takes one batch from each of three masked streams.
 
-Input: the binarized data directory (notes/binarized_format.md): DATA/dict.txt and
+Input: the binarized data directory (written by preprocess/stages/binarize.py): DATA/dict.txt and
 DATA/{plain,knowledge,reasoning}/<lang>/<split>*.{bin,idx} (+ .tags for knowledge and reasoning).
 Output: ``self.datasets[split]``, a MultiStreamDataset whose batches are an OrderedDict stream -> masked_lm batch,
 for the criterion ``kmlm_multitask``.
@@ -105,7 +105,8 @@ class KMLMReasoningTask(FairseqTask):
     def setup_task(cls, cfg: KMLMConfig, **kwargs):
         path = os.path.join(cfg.data, "dict.txt")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"task.data={cfg.data!r}: no dictionary {path} (see notes/binarized_format.md)")
+            raise FileNotFoundError(f"task.data={cfg.data!r}: no dictionary {path} (make DATA with kmlm-preprocess "
+                                    "binarize)")
         dictionary = Dictionary.load(path)
         logger.info(f"dictionary: {len(dictionary)} types (+ <mask>)")
         return cls(cfg, dictionary)
@@ -200,7 +201,7 @@ class KMLMReasoningTask(FairseqTask):
         """Batches of all streams at once, rebuilt every epoch (MultiStreamDataset.batches).
 
         A fresh iterator (and DataLoader) per call: reusing fairseq's cached one would keep DataLoader workers
-        holding the previous epoch's datasets (DESIGN.md section 7).
+        holding the previous epoch's datasets (docs/design.md §7).
         """
         if not isinstance(dataset, MultiStreamDataset):
             return super().get_batch_iterator(

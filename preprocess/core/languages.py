@@ -1,7 +1,7 @@
 """The paper's ten languages and the one parser of a --languages option."""
 from preprocess.core.errors import UserFacingError
 
-# The paper's ten languages (DESIGN.md §1); English is the pivot of code-switching.
+# The paper's ten languages (docs/design.md §1); English is the pivot of code-switching.
 DEFAULT_LANGUAGES = ("en", "vi", "nl", "de", "fr", "it", "es", "ja", "ko", "zh")
 
 

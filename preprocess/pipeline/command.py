@@ -24,7 +24,8 @@ every stage about to run are removed, and each stage's outputs are cleared just 
 never taken as complete and never leaves stale files. The one exception is resumable work: train records the
 fingerprint it started with (``.started.train.json``), and when only its completion marker is missing (it was
 killed) and that fingerprint still holds and no file of the packages it can load changed (kmlm_fairseq/ and
-preprocess/core/: the package graph points one way), it keeps its checkpoints and fairseq continues from checkpoint_last.pt.
+preprocess/core/: the package graph points one way), it keeps its checkpoints and fairseq continues from
+checkpoint_last.pt.
 The plan is logged one line a stage ("skip (up to date)" / "run (reason: ...)"); ``--dry-run`` prints it and the
 commands without running anything.
 """

@@ -1,9 +1,8 @@
 """``kmlm-preprocess binarize``: knowledge sentences and reasoning samples -> fairseq mmap datasets + span tags.
 
 Input: ``--sentences`` ``sentences.parquet`` and/or ``--reasoning`` ``reasoning.parquet`` (files or the directories
-holding them; formats in preprocess/stages/sentences.py and preprocess/stages/reasoning.py: a ``spans`` list of (text, role, id,
-sentence, lang) per sample) and the tokenizer (``preprocess.stages.spm``: sentencepiece, or an imported BERT's WordPiece
-through preprocess/core/tokenizers/wordpiece.py).
+holding them; formats in preprocess/core/formats/: a ``spans`` list of (text, role, id, sentence, lang) per sample)
+and the tokenizer (preprocess/core/tokenizers/: sentencepiece, or an imported BERT's WordPiece).
 Output, under ``-o DATA`` (the layout the plugin reads, kmlm_fairseq/data):
   ``DATA/knowledge/<l'>/{train,valid}[k].{bin,idx}`` + ``.tags.{bin,idx}``  l' = the non-English side of lang_pair
   ``DATA/reasoning/<lang>/{train,valid}[k].{bin,idx}`` + ``.tags.{bin,idx}``
@@ -415,7 +414,8 @@ def add_arguments(parser):
                         help="binarize only these output languages (comma/space separated; default: all found)")
     parser.add_argument("--max-length", type=int, default=128,
                         help="longest sample kept, in tokens including <s> and </s> (default: %(default)s)")
-    parser.add_argument("--chunk-size", type=int, default=100_000, metavar="ROWS", help="rows per work item (default: %(default)s)")
+    parser.add_argument("--chunk-size", type=int, default=100_000, metavar="ROWS",
+                        help="rows per work item (default: %(default)s)")
     add_output_arguments(parser, "row")
 
 

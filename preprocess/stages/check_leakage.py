@@ -1,4 +1,13 @@
-"""``kmlm-preprocess check-leakage``: prove that no XLR dev/test cycle reached the reasoning data."""
+"""``kmlm-preprocess check-leakage``: prove that no XLR dev/test cycle reached the reasoning data.
+
+``kmlm-preprocess check-leakage --xlr OUT --reasoning DIR``
+
+Reads OUT/heldout_cycles.parquet and DIR/reasoning.parquet (``spans`` as in the samples format; each sentence's
+head and tail ids give one undirected edge). A reasoning sample leaks when its edge set contains every edge of a
+held-out cycle or lies wholly inside one (``shares_cycle`` of preprocess/core/formats/heldout_cycles.py, the rule
+the ``reasoning --exclude`` filter applies). Exit 0 with a log line of how many samples and cycles were checked;
+exit 1 listing the first offending samples otherwise (2 for unreadable input).
+"""
 import logging
 from collections import Counter
 

@@ -1,6 +1,7 @@
 """``kmlm-preprocess cycles``: triples -> triangles and diamonds of the undirected entity graph.
 
-Input:  ``--input DIR`` holding ``triples.parquet`` (preprocess/core/formats/tables.py; only ``head`` and ``tail`` are read).
+Input:  ``--input DIR`` holding ``triples.parquet`` (preprocess/core/formats/tables.py; only ``head`` and ``tail``
+        are read).
 Output: ``--output DIR`` receives
   ``cycles.parquet``: ``cycle_id`` int64 (the row number), ``kind`` string ("triangle" | "diamond"),
       ``nodes`` list<string> (entity ids, layout below), and
@@ -36,13 +37,14 @@ Hashes (splitmix64) are salted with ``rng_for(seed, ...)`` and take an edge's po
 an apex's integer id, so every choice is a pure function of the seed and the input, never of the order in which
 the listing happens to meet the triangles.
 
-Method (DESIGN.md §4): strings -> integer ids by dictionary encoding; the edge list is deduplicated with one sort of
-64-bit pair keys; triangles are listed by the degree-ordered merge (each edge oriented from the endpoint of lower
-(degree, id) rank to the higher, so out-lists stay short even at hubs) compiled with numba, twice: once to count
-the triangles of every edge, once to fill exactly sized per-edge lists. An edge's triangles are its common
-neighbours, i.e. its diamond apexes, so diamonds are never listed: they are enumerated from those (capped) lists,
-chunk by chunk, while the file is written. Memory: a few int32 per edge, one per triangle and one per kept apex
-(with ``--max-apexes none`` that is three per triangle), and with an entity cap one bit per candidate diamond.
+Method (docs/design.md §4; the kernels are in preprocess/core/cycle_kernels.py): strings -> integer ids by
+dictionary encoding; the edge list is deduplicated with one sort of 64-bit pair keys; triangles are listed by the
+degree-ordered merge (each edge oriented from the endpoint of lower (degree, id) rank to the higher, so out-lists
+stay short even at hubs) compiled with numba, twice: once to count the triangles of every edge, once to fill exactly
+sized per-edge lists. An edge's triangles are its common neighbours, i.e. its diamond apexes, so diamonds are never
+listed: they are enumerated from those (capped) lists, chunk by chunk, while the file is written. Memory: a few
+int32 per edge, one per triangle and one per kept apex (with ``--max-apexes none`` that is three per triangle), and
+with an entity cap one bit per candidate diamond.
 
 Stats keys: triples, self_loops_dropped, parallel_triples_folded (triples beyond the first of a pair), edges,
 nodes, the caps and seed, triangles_found, diamonds_uncapped, diagonals_over_apex_cap, apexes_dropped_by_apex_cap,

@@ -38,7 +38,7 @@ complete, so a failed run leaves no table that looks complete.
 
 Speed: one reader process decompresses (``preprocess.core.text_blocks``: isal for gzip, lbzip2 for bzip2) and cuts
 the stream into blocks of whole lines; ``--workers`` parser processes decode them with msgspec typed Structs that
-name only the used fields (unused ones are skipped without building Python objects; DESIGN.md §4): ~3x a
+name only the used fields (unused ones are skipped without building Python objects; docs/design.md §4): ~3x a
 ujson line loop on one core, tables included (bench/ingest.py).
 
 Sharding (SLURM arrays, ``run/slurm/ingest.sbatch``): ``--shard I/N`` reads only the lines whose first byte lies

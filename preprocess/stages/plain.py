@@ -6,13 +6,13 @@ one after the other.
 Output, under ``-o DATA`` (next to binarize's knowledge/ and reasoning/):
   ``DATA/plain/<lang>/{train,valid}[k].{bin,idx}``  each line's tokens + ``</s>`` (masked_lm prepends ``<s>``)
   ``DATA/plain/summary.json``; the tokenizer files ``DATA/sentencepiece.bpe.model`` (or, for an imported BERT's
-  WordPiece, ``DATA/hf_tokenizer/``) and ``DATA/dict.txt`` (preprocess/stages/spm.py, preprocess/core/tokenizers/wordpiece.py).
+  WordPiece, ``DATA/hf_tokenizer/``) and ``DATA/dict.txt`` (preprocess/core/tokenizers/).
 Lines that are blank, not UTF-8, or tokenize to nothing are skipped and counted; a line is never cut (masked_lm's
 ``TokenBlockDataset`` splits long samples when training).
 
 Backends, with byte-identical files (tests/preprocess/test_plain.py):
   ``--backend direct`` (default): tokenizer ids -> fairseq ids with one NumPy lookup -> the ``.bin`` written in
-      one write per chunk and the ``.idx`` once per shard (preprocess/core/formats/indexed.py; DESIGN.md section 4).
+      one write per chunk and the ``.idx`` once per shard (preprocess/core/formats/indexed.py; docs/design.md §4).
   ``--backend fairseq``: the lines' pieces (fairseq symbols) go to a temporary text file per shard, which
       ``fairseq-preprocess --only-source --srcdict DATA/dict.txt`` binarizes (the reference, ~7.6k lines/s).
 
@@ -373,7 +373,8 @@ def add_arguments(parser):
     parser.add_argument("--backend", choices=(DIRECT, FAIRSEQ), default=DIRECT,
                         help="direct: our NumPy writer; fairseq: tokenizer pieces -> fairseq-preprocess "
                              "(byte-identical) (default: %(default)s)")
-    parser.add_argument("--chunk-mb", type=float, default=8.0, help="MB of whole lines per work item (default: %(default)s)")
+    parser.add_argument("--chunk-mb", type=float, default=8.0,
+                        help="MB of whole lines per work item (default: %(default)s)")
     parser.add_argument("--spm-threads", type=int, default=1, metavar="N",
                         help="tokenizer threads per worker (sentencepiece, or WordPiece's pool when N > 1; same "
                              "output for any N) (default: %(default)s)")

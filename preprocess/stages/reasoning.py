@@ -1,7 +1,8 @@
 """``kmlm-preprocess reasoning``: cycles of the entity graph -> monolingual reasoning samples.
 
 Input:
-  ``--input``   the ingest tables (``preprocess.core.formats.tables``): ``entities.parquet`` (labels), ``triples.parquet``.
+  ``--input``   the ingest tables (``preprocess.core.formats.tables``): ``entities.parquet`` (labels),
+                ``triples.parquet``.
   ``--cycles``  a directory with ``cycles.parquet`` (``cycle_id`` int64, ``kind`` "triangle" | "diamond", ``nodes``
                 list<string>; see ``preprocess.core.cycle_triples``).
   ``--exclude`` optional Parquet file with columns ``kind``, ``nodes``: cycles held out of pretraining (the XLR
@@ -11,7 +12,7 @@ Output: ``--output/reasoning.parquet``, one row per (cycle, language):
   ``cycle_id``  int64 (from cycles.parquet), ``kind`` "triangle" | "diamond", ``lang`` the sample's language
 Rows are ordered as the cycles in cycles.parquet, then by language in ``--languages`` order.
 
-Rules (KMLM, DESIGN.md section 1):
+Rules (KMLM, docs/design.md §1):
 - One triple per edge of the cycle, chosen once per cycle with ``EdgeTriples.choose`` and
   ``rng_for(seed, "reasoning", cycle_id)``, and shared by all languages; each sentence is that triple in its real
   direction: a triangle gives 3 sentences, a diamond 5 with the diagonal last (``preprocess.core.cycle_triples``).

@@ -6,7 +6,7 @@
 Input (every option but ``--tables`` optional: the report covers what is given; a given directory without its
 files is an error naming what is missing). Each option takes the stage's output directory (or the file itself):
     --tables     entities.parquet + triples.parquet (preprocess/core/formats/tables.py)
-    --sentences  sentences.parquet (spans, triple_index, variant, lang_pair; notes/samples_format.md)
+    --sentences  sentences.parquet (spans, triple_index, variant, lang_pair; preprocess/core/formats/sentences.py)
     --cycles     cycles.parquet (cycle_id, kind, nodes) + cycles_stats.json (every key is shown as it is)
     --reasoning  reasoning.parquet (cycle_id, kind, lang, spans)
     --xlr        train.en.jsonl, dev.<lang>.jsonl, test.<lang>.jsonl (lang, choice_ids, label, relation, cycle_id)

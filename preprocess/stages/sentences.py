@@ -1,6 +1,7 @@
 """``kmlm-preprocess sentences``: Wikidata triples -> code-switched and alias-replaced knowledge sentences.
 
-Input (``--input``, made by ``ingest``; schema in ``preprocess.core.formats.tables``): ``entities.parquet`` + ``triples.parquet``.
+Input (``--input``, made by ``ingest``; schema in ``preprocess.core.formats.tables``): ``entities.parquet`` +
+``triples.parquet``.
 Output: ``--output/sentences.parquet``, one row per sample:
   ``spans``         list<struct<text, role, id, sentence, lang>>: head, relation, tail in this order, sentence 0
   ``triple_index``  int64, the triple's row in triples.parquet
@@ -9,7 +10,7 @@ Output: ``--output/sentences.parquet``, one row per sample:
 Rows are ordered by language pair (in ``--languages`` order), triple_index, variant (code-switched first), then
 variant number. The rendering ``h <mask> r <mask> t .`` is left to binarization.
 
-Rules (KMLM, DESIGN.md section 1), for each kept triple (h, r, t) and each non-English language L of --languages:
+Rules (KMLM, docs/design.md §1), for each kept triple (h, r, t) and each non-English language L of --languages:
 - code-switched (``--variants-per-language`` samples): start from the English labels; each of h, r, t independently
   switches to its L label with p = 0.5 when it has one.
 - alias-replaced (``--alias-variants-per-language`` samples): each item independently picks L with p = 0.5 when it

@@ -16,7 +16,8 @@ Where the tokenizer comes from (the files are copied to ``DATA/sentencepiece.bpe
                               = sentencepiece id + 1 for ids >= 3, which is XLM-R's ``dict.txt``). A directory with only
                               ``tokenizer.json`` (an XLM-R fast tokenizer) is unsupported: no sentencepiece model.
                               Or the directory ``kmlm-export fairseq`` writes for a BERT model (``dict.txt`` +
-                              ``hf_tokenizer/``, no sentencepiece model): WordPiece, preprocess/core/tokenizers/wordpiece.py; copied to
+                              ``hf_tokenizer/``, no sentencepiece model): WordPiece,
+                              preprocess/core/tokenizers/wordpiece.py; copied to
                               ``DATA/dict.txt`` + ``DATA/hf_tokenizer/``.
   ``--spm-model F --dict F``  the two files named explicitly.
   neither                     ``DATA``'s own files: ``sentencepiece.bpe.model`` + ``dict.txt`` (e.g. from

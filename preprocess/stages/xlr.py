@@ -60,13 +60,6 @@ usable cycles exist, all three shrink by the same factor (warning).
 Label swapping. dev/test in language L use the same cycles, triples, choice order and label as English, with L
 labels; a sample is left out of L (counted) when an entity or relation it shows has no L label, or two of its
 entities or choices have the same L label.
-
-``kmlm-preprocess check-leakage --xlr OUT --reasoning DIR``
-
-Reads OUT/heldout_cycles.parquet and DIR/reasoning.parquet (``spans`` as in the samples format; each sentence's
-head and tail ids give one undirected edge). A reasoning sample leaks when its edge set contains every edge of a
-held-out cycle or lies wholly inside one (``shares_cycle``, the rule the ``reasoning --exclude`` filter applies). Exit 0 with a log line of how many samples
-and cycles were checked; exit 1 listing the first offending samples otherwise (2 for unreadable input).
 """
 import heapq
 import json

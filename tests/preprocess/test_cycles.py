@@ -160,7 +160,7 @@ def test_cycles_match_networkx_on_real_sample(tmp_path, sample_triples):
     items = {h for h, _, _ in triples}
     among_items = [t for t in triples if t[0] in items and t[2] in items]
     items_triangles, _ = cycles_of(uncapped(tmp_path, among_items, name="items")[0])
-    assert len(items_triangles) == 42  # DESIGN.md §5
+    assert len(items_triangles) == 42  # docs/design.md §5
 
 
 def test_cycles_after_ingest_on_real_sample(tmp_path, sample_triples):

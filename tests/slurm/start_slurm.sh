@@ -1,6 +1,6 @@
 #!/bin/bash
 # Copied from the project's shared notes (shared/slurm/start_slurm.sh, the verified bring-up described in
-# DESIGN.md section 6) so that the tests do not need ../shared.
+# docs/design.md §6) so that the tests do not need ../shared.
 # Used by tests/slurm/conftest.py (session fixture `slurm_cluster`); also runnable by hand.
 # Idempotent single-node SLURM bring-up (Debian bookworm, slurm-wlm 22.05) for CI containers
 # without systemd.  Must run as root.  Re-running is safe: packages are installed only if

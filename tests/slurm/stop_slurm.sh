@@ -1,6 +1,6 @@
 #!/bin/bash
 # Copied from the project's shared notes (shared/slurm/stop_slurm.sh, the verified bring-up described in
-# DESIGN.md section 6) so that the tests do not need ../shared.
+# docs/design.md §6) so that the tests do not need ../shared.
 # Used by tests/slurm/conftest.py, only for a cluster that the test run started itself.
 # Stop the daemons started by start_slurm.sh, by PID from their pid files (no pkill/killall).
 # Cancels remaining jobs first so no slurmstepd/job processes are orphaned.

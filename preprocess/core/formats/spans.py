@@ -20,7 +20,8 @@ SPANS_TYPE = pa.list_(SPAN_TYPE)
 
 
 def spans_array(offsets, text, role, entity_id, sentence, lang):
-    """``list<struct<text, role, id, sentence, lang>>`` from flat span columns; row i = spans offsets[i]:offsets[i+1]."""
+    """``list<struct<text, role, id, sentence, lang>>`` from flat span columns; row i holds spans
+    offsets[i]:offsets[i+1]."""
     struct = pa.StructArray.from_arrays(
         [text, role, entity_id, pa.array(sentence, pa.int32()), lang], fields=list(SPAN_TYPE)
     )
