@@ -117,9 +117,9 @@ def referring_files():
 
 
 def test_every_referenced_document_exists():
-    """DESIGN.md and notes/*.md once lived outside the repository: every document a file names (docs/*.md, notes/*.md,
-    an upper-case NAME.md) must be in it, at that path from the repository or from the referring file. The shared
-    data folders' ATTRIBUTION.md is named for the user to read there."""
+    """The design notes and notes/*.md once lived outside the repository: every document a file names (docs/*.md,
+    notes/*.md, an upper-case name such as README.md) must be in it, at that path from the repository or from the
+    referring file. The shared data folders' ATTRIBUTION.md is named for the user to read there."""
     files = referring_files()
     assert len(files) > 50
     missing = []
