@@ -8,6 +8,7 @@ from preprocess.core.errors import UserFacingError
 from preprocess.core.io import atomic_path, write_text
 from preprocess.core.tokenizers.dictionary import BOS, DICT_FILE, EOS, UNK
 from preprocess.core.tokenizers.sentencepiece import SPM_FILE, Tokenizer
+from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, WordPieceTokenizer, is_wordpiece_dir
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def find_spm_model(directory):
 def find_wordpiece_dir(directory):
     """The WordPiece tokenizer directory of a ``--tokenizer DIR`` (``DIR/hf_tokenizer`` as ``kmlm-export fairseq``
     writes it for BERT, or DIR itself), or None when DIR is a sentencepiece directory or holds no WordPiece."""
-    from preprocess.core.tokenizers.wordpiece import HF_TOKENIZER_DIR, is_wordpiece_dir
-
     directory = Path(directory)
     if not directory.is_dir() or (directory / SPM_FILE).is_file() or any(directory.glob("*.model")):
         return None
@@ -123,11 +122,6 @@ def _remove_other_tokenizer(path, installed):
 
 def install_wordpiece(source_dir, source_dict, data_dir):
     """Copy a WordPiece tokenizer + dict.txt into ``data_dir``; return its ``WordPieceTokenizer``."""
-    from preprocess.core.tokenizers.wordpiece import (
-        HF_TOKENIZER_DIR,
-        WordPieceTokenizer,
-    )
-
     tokenizer_dir, dictionary = data_dir / HF_TOKENIZER_DIR, data_dir / DICT_FILE
     WordPieceTokenizer(source_dir, source_dict)  # a clear error before DATA changes
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -147,11 +141,6 @@ def _checked(tokenizer, dictionary):
 def install_tokenizer(args, data_dir):
     """Resolve the tokenizer options, copy (or derive) the files into ``data_dir``; return its tokenizer
     (``Tokenizer``, or ``preprocess.core.tokenizers.wordpiece.WordPieceTokenizer`` for a BERT WordPiece vocabulary)."""
-    from preprocess.core.tokenizers.wordpiece import (
-        HF_TOKENIZER_DIR,
-        WordPieceTokenizer,
-    )
-
     data_dir = Path(data_dir)
     model, dictionary = data_dir / SPM_FILE, data_dir / DICT_FILE
     if args.tokenizer and (args.spm_model or args.dict):
