@@ -214,7 +214,7 @@ def run(args):
     triples_path = existing_table(args.input, TRIPLES_FILE)
     head, tail = read_entity_columns(triples_path)
     graph = build_graph(head, tail)
-    triples_per_entity = entity_triple_counts(head, tail, graph.names)
+    graph_summary = graph_stats(graph, entity_triple_counts(head, tail, graph.names))
     del head, tail
     logger.debug("graph: %d edges, %d ids (%.1f s)", len(graph.edge_u), graph.num_ids, time.perf_counter() - started)
     cycles = find_cycles(
@@ -225,8 +225,8 @@ def run(args):
     membership = CycleMembership(graph.num_ids)
     write_cycles(cycles, graph.names, output / CYCLES_FILE, on_chunk=membership.add)
     stats = _stats(graph, cycles, args)
-    degree, stats["graph"] = graph_stats(graph, triples_per_entity)
-    stats["membership"] = membership.stats(graph.names, degree, args.max_cycles_per_entity)
+    stats["graph"] = graph_summary
+    stats["membership"] = membership.stats(graph, args.max_cycles_per_entity)
     write_text(json.dumps(stats, indent=2) + "\n", output / CYCLES_STATS_FILE)
     logger.info(
         "wrote %s: %d triangles (of %d; %d dropped by the entity cap) and %d diamonds (of %d; %d dropped by the "
@@ -284,12 +284,17 @@ def top_entities(keys, candidates, top=TOP_HUBS):
     return ids[order[:top]]
 
 
+def node_degrees(graph):
+    """Distinct neighbours per id (computed where needed rather than kept: one int64 per id)."""
+    return np.bincount(graph.edge_u, minlength=graph.num_ids) + np.bincount(graph.edge_v, minlength=graph.num_ids)
+
+
 def graph_stats(graph, triples_per_entity):
-    """(degree per id, the "graph" object): degree and triples distributions and the top hubs by degree."""
-    degree = np.bincount(graph.edge_u, minlength=graph.num_ids) + np.bincount(graph.edge_v, minlength=graph.num_ids)
+    """The "graph" object: degree and triples distributions and the top hubs by degree."""
+    degree = node_degrees(graph)
     hubs = top_entities([degree, triples_per_entity], degree > 0)
     names = graph.names.take(pa.array(hubs, pa.int64())).to_pylist()
-    return degree, {
+    return {
         "entities": graph.num_ids,
         "degree_entities": encode_distribution(degree[degree > 0]),
         "triples_entities": encode_distribution(triples_per_entity),
@@ -308,11 +313,12 @@ class CycleMembership:
         counts = self.per_kind[kind]
         counts += np.bincount(nodes.ravel(), minlength=len(counts))
 
-    def stats(self, names, degree, cap):
+    def stats(self, graph, cap):
         """The "membership" object: distributions, top hubs by cycles and, with a cap, the entities at it."""
         total = sum(self.per_kind.values())
         hubs = top_entities([total], total > 0)
-        hub_names = names.take(pa.array(hubs, pa.int64())).to_pylist()
+        hub_names = graph.names.take(pa.array(hubs, pa.int64())).to_pylist()
+        degree = node_degrees(graph)
         stats = {
             "entities_in_cycles": int(np.count_nonzero(total)),
             "cycles_entities": {**{kind: encode_distribution(n[n > 0]) for kind, n in self.per_kind.items()},
