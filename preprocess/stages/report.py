@@ -71,6 +71,7 @@ from preprocess.core.formats.cycles import (
     CYCLES_STATS_FILE,
     TOP_HUBS,
     decode_distribution,
+    is_count,
     read_cycles_stats,
 )
 from preprocess.core.formats.reasoning import REASONING_FILE
@@ -145,14 +146,18 @@ def parquet_with(path, columns):
 
 def stage_summary(directory, stage):
     """The stage's summary (a clear error if missing or malformed) and its path, for the messages."""
-    return read_stage_summary(directory, stage), summary_path(directory, stage)
+    summary, path = read_stage_summary(directory, stage), summary_path(directory, stage)
+    not_counts = [name for name, n in summary["counts"].items() if not is_count(n)]
+    if not_counts:
+        raise UserFacingError(f"{path}: count(s) {', '.join(map(repr, not_counts[:3]))} should be non-negative "
+                              f"integers; re-run `kmlm-preprocess {stage}`")
+    return summary, path
 
 
 def summary_count(summary, path, name, stage):
-    value = summary["counts"].get(name)
-    if not isinstance(value, int):
+    if name not in summary["counts"]:
         raise UserFacingError(f"{path}: no count {name!r}; re-run `kmlm-preprocess {stage}`")
-    return value
+    return summary["counts"][name]
 
 
 def agree(path, what, counted, actual, stage):

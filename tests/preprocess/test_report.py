@@ -413,6 +413,7 @@ def test_report_missing_inputs_are_clear_errors(world, tmp_path, caplog, stage, 
 @pytest.mark.parametrize("stage, file, text, message", [
     ("sentences", "sentences_summary.json", "{not json", "sentences_summary.json: not a JSON summary"),
     ("reasoning", "reasoning_summary.json", '{"stage": "reasoning"}', "reasoning_summary.json: no 'counts' object"),
+    ("xlr", "xlr_summary.json", '{"counts": {"train en": "3"}}', "count(s) 'train en' should be non-negative"),
     ("cycles", "cycles_stats.json", "[1, 2]", "cycles_stats.json should hold a JSON object"),
 ])
 def test_report_malformed_summaries_are_clear_errors(world, tmp_path, caplog, stage, file, text, message):
@@ -426,6 +427,25 @@ def edit_json(path, change):
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
+
+
+def test_report_refuses_malformed_cycles_stats_values(world, tmp_path, caplog):
+    dirs = copy_world(world, tmp_path / "w")
+    stats = dirs["cycles"] / "cycles_stats.json"
+    edit_json(stats, lambda s: s.update(cycles="12"))
+    assert run_report(dirs, tmp_path / "out", stages=("cycles",)) == 2
+    assert "cycles_stats.json: cycles should be non-negative integers" in caplog.text
+    edit_json(stats, lambda s: (s.update(cycles=len(rows(dirs["cycles"] / "cycles.parquet"))),
+                                s["graph"].update(degree_entities={"two": 3})))
+    assert run_report(dirs, tmp_path / "out", stages=("cycles",)) == 2
+    assert "graph.degree_entities: expected {value: entities} with integer values" in caplog.text
+    edit_json(stats, lambda s: (s["graph"].update(degree_entities={"2": 3}), s["graph"]["top_hubs_by_degree"][0].pop(
+        "triples")))
+    assert run_report(dirs, tmp_path / "out", stages=("cycles",)) == 2
+    assert "a hub lacks one of id, degree, triples" in caplog.text
+    edit_json(stats, lambda s: s["membership"].update(top_hubs_by_cycles={"Q1": 3}))
+    assert run_report(dirs, tmp_path / "out", stages=("cycles",)) == 2
+    assert "membership.top_hubs_by_cycles has the wrong type" in caplog.text
 
 
 def test_report_refuses_summaries_written_by_an_older_stage(world, tmp_path, caplog):

@@ -85,9 +85,9 @@ def decode_distribution(distribution, where):
         pairs = sorted((int(v), int(n)) for v, n in distribution.items())
     except (AttributeError, TypeError, ValueError):
         raise UserFacingError(f"{where}: expected {{value: entities}} with integer values, got "
-                              f"{str(distribution)[:80]}") from None
+                              f"{str(distribution)[:80]}; re-run `kmlm-preprocess cycles`") from None
     if any(v < 0 or n < 0 for v, n in pairs):
-        raise UserFacingError(f"{where}: negative value or count")
+        raise UserFacingError(f"{where}: negative value or count; re-run `kmlm-preprocess cycles`")
     return np.array([v for v, _ in pairs], np.int64), np.array([n for _, n in pairs], np.int64)
 
 
@@ -112,4 +112,19 @@ def read_cycles_stats(directory):
             where = f"{section}." if section else ""
             raise UserFacingError(f"{path} lacks {', '.join(where + k for k in missing)} (written by an older "
                                   f"cycles stage?); {rerun}")
+    counts = {**{k: stats[k] for k in expected[""]},
+              "membership.entities_in_cycles": stats["membership"]["entities_in_cycles"]}
+    not_counts = [k for k, v in counts.items() if not is_count(v)]
+    if not_counts:
+        raise UserFacingError(f"{path}: {', '.join(not_counts)} should be non-negative integers; {rerun}")
+    shapes = {("graph", "degree_entities"): dict, ("graph", "triples_entities"): dict,
+              ("graph", "top_hubs_by_degree"): list, ("membership", "cycles_entities"): dict,
+              ("membership", "top_hubs_by_cycles"): list}
+    wrong = [f"{section}.{key}" for (section, key), kind in shapes.items() if not isinstance(stats[section][key], kind)]
+    if wrong:
+        raise UserFacingError(f"{path}: {', '.join(wrong)} has the wrong type; {rerun}")
     return stats
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
