@@ -237,18 +237,6 @@ class GroupCounter:
         order = [("n", "descending")] + [(k, "ascending") for k in self.keys]
         return self.parts[0].sort_by(order)
 
-    def nested(self):
-        """``{key0: {key1: n}}`` (or ``{key0: n}`` for one key), keys sorted."""
-        table = self.table().sort_by([(k, "ascending") for k in self.keys])
-        out = {}
-        for row in table.to_pylist():
-            *outer, last = [row[k] for k in self.keys]
-            inner = out
-            for key in outer:
-                inner = inner.setdefault(key, {})
-            inner[last] = row["n"]
-        return out
-
 
 def inner_totals(nested):
     """``{outer: {inner: n}}`` -> ``{inner: n summed over outer}``."""
