@@ -4,10 +4,11 @@ Input
     report  the report dict that ``preprocess.stages.report.build_report`` returns (the content of report.json; the
             sections of the stages not given are absent). Splits and kinds are shown in the dict's order, kinds
             in ``KINDS`` order where the dict sorts them by name.
-    data    the arrays the plots need beyond the dict (also from ``build_report``): ``degree`` and
-            ``triples_per_entity`` (int arrays, one entry per entity of the graph, 0 for none), ``relation_counts``
-            (triples per relation), ``membership`` (pyarrow table id, one count column per kind, cycles; None
-            without ``--cycles``), ``combinations`` (kind -> cycles per relation combination).
+    data    what the plots need beyond the dict (also from ``build_report``): ``relation_counts`` (triples per
+            relation), ``combinations`` (kind -> cycles per relation combination), and from cycles_stats.json
+            (None without ``--cycles``) the distributions, each (values, entities) int arrays, values ascending:
+            ``degree`` (over the graph's nodes), ``triples_per_entity``, ``membership`` (kind or "all" -> cycles
+            per entity, over the entities in at least one).
 Output
     ``write_plots``      OUT/coverage.png, relation_frequency.png, degree_distribution.png, samples_per_language.png,
                          cycles.png, relation_combinations.png, xlr_answer_positions.png, each when its data is
@@ -155,37 +156,40 @@ def plot_relation_frequency(report, relation_counts, path):
     return True
 
 
-def ccdf(ax, values, label):
-    values = np.sort(np.asarray(values)[np.asarray(values) > 0])
+def ccdf(ax, distribution, label):
+    """The share of entities with a value >= k, of a distribution (values ascending, entities) of values > 0."""
+    values, counts = distribution
+    positive = values > 0
+    values, counts = values[positive], counts[positive]
     if values.size == 0:
         return
-    first = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
-    unique = values[first]
-    keep = log_spaced(unique.size)
-    ax.loglog(unique[keep], (values.size - first[keep]) / values.size, marker=".", markersize=3, label=label)
+    entities = counts.sum()
+    at_least = entities - np.concatenate([[0], np.cumsum(counts)[:-1]])
+    keep = log_spaced(values.size)
+    ax.loglog(values[keep], at_least[keep] / entities, marker=".", markersize=3, label=label)
 
 
 def plot_degrees(report, data, path):
     degree, triples, membership = data["degree"], data["triples_per_entity"], data["membership"]
-    degree = degree[degree > 0]
-    if degree.size == 0:
+    if degree is None or not degree[1].sum():
         return False
-    ncols = 2 if membership is not None and membership.num_rows else 1
+    kinds = [kind for kind in KINDS if kind in membership and membership[kind][1].sum()]
+    ncols = 2 if kinds else 1
     figure, axes = new_figure(9.0 if ncols == 1 else 12.0, 4.8, ncols=ncols)
     ccdf(axes[0], degree, "degree (distinct neighbours)")
-    ccdf(axes[0], triples[triples > 0], "triples per entity")
+    ccdf(axes[0], triples, "triples per entity")
     axes[0].set_xlabel("k")
     axes[0].set_ylabel("share of entities with ≥ k")
-    axes[0].set_title(f"Entity graph: {degree.size:,} nodes, {report['graph']['edges']:,} edges "
-                      f"(max degree {degree.max():,})")
+    graph = report["graph"]
+    axes[0].set_title(f"Entity graph: {graph['nodes']:,} nodes, {graph['edges']:,} edges "
+                      f"(max degree {graph['degree']['max']:,})")
     axes[0].legend(fontsize=8)
     if ncols == 2:
-        kinds = membership.column_names[1:-1]
-        for kind in kinds + (["cycles"] if len(kinds) > 1 else []):
-            ccdf(axes[1], membership.column(kind).to_numpy(), kind if kind != "cycles" else "all cycles")
+        for kind in kinds + (["all"] if len(kinds) > 1 else []):
+            ccdf(axes[1], membership[kind], kind if kind != "all" else "all cycles")
         axes[1].set_xlabel("k")
         axes[1].set_ylabel("share of entities in cycles with ≥ k cycles")
-        axes[1].set_title(f"Cycle membership ({membership.num_rows:,} entities in a cycle)")
+        axes[1].set_title(f"Cycle membership ({report['cycles']['entities_in_cycles']:,} entities in a cycle)")
         axes[1].legend(fontsize=8)
     save_figure(figure, path)
     return True
@@ -339,8 +343,9 @@ def md_image(name, plots, alt):
 
 
 def md_overview(report):
-    rows = [("entities", report["entities"]["entities"]), ("triples", report["triples"]["triples"]),
-            ("graph edges", report["graph"]["edges"])]
+    rows = [("entities", report["entities"]["entities"]), ("triples", report["triples"]["triples"])]
+    if "graph" in report:
+        rows.append(("graph edges", report["graph"]["edges"]))
     if "sentences" in report:
         rows.append(("knowledge sentences", report["sentences"]["sentences"]))
     if "cycles" in report:
@@ -372,17 +377,24 @@ def md_entities(report, plots):
 
 
 def md_triples(report, plots):
-    t, g = report["triples"], report["graph"]
+    t = report["triples"]
+    self_loops = report["graph"]["self_loops"] if "graph" in report else None
     out = [md_table(["triples", "relations", "distinct heads", "distinct tails", "entities", "self-loops",
                      "entity ids not in entities.parquet", "relation ids not in entities.parquet"],
-                    [(t["triples"], t["relations"], t["heads"], t["tails"], t["entities"], t["self_loops"],
+                    [(t["triples"], t["relations"], t["heads"], t["tails"], t["entities"], self_loops,
                       t["entities_not_in_entities_table"], t["relations_not_in_entities_table"])]),
            f"\nTop {len(t['top_relations'])} relations:\n",
            md_table(["#", "relation", "label (en)", "triples", "share"],
                     [(i, r["id"], r["label"], r["triples"], f"{100.0 * r['triples'] / t['triples']:.1f}%")
                      for i, r in enumerate(t["top_relations"], 1)]),
-           md_image("relation_frequency.png", plots, "triples per relation by rank"),
-           f"\n### Entity graph\n\nUndirected, self-loops dropped, parallel triples folded (as `cycles` sees it): "
+           md_image("relation_frequency.png", plots, "triples per relation by rank")]
+    return "\n".join(out) + ("\n" + md_graph(report, plots) if "graph" in report else
+                             "\nThe entity graph's statistics come from `cycles_stats.json`: give `--cycles`.\n")
+
+
+def md_graph(report, plots):
+    g = report["graph"]
+    out = [f"\n### Entity graph\n\nUndirected, self-loops dropped, parallel triples folded (as `cycles` sees it): "
            f"{g['nodes']:,} nodes, {g['edges']:,} edges; degree (distinct neighbours) mean {fmt(g['degree']['mean'])}, "
            f"median {fmt(g['degree']['median'])}, max {fmt(g['degree']['max'])}.\n",
            md_table(["degree"] + list(g["degree_histogram"]), [["entities"] + list(g["degree_histogram"].values())]),

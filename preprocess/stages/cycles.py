@@ -49,7 +49,14 @@ with an entity cap one bit per candidate diamond.
 Stats keys: triples, self_loops_dropped, parallel_triples_folded (triples beyond the first of a pair), edges,
 nodes, the caps and seed, triangles_found, diamonds_uncapped, diagonals_over_apex_cap, apexes_dropped_by_apex_cap,
 diamonds_after_apex_cap, diamonds_dropped_by_apex_cap, triangles / diamonds (written),
-triangles_dropped_by_entity_cap, diamonds_dropped_by_entity_cap, cycles (rows written).
+triangles_dropped_by_entity_cap, diamonds_dropped_by_entity_cap, cycles (rows written); then two objects that the
+report draws from (distributions ``{value: entities}``, preprocess/core/formats/cycles.py):
+  ``graph``: entities (distinct ids of heads and tails), degree_entities (degree = distinct neighbours, over the
+      ``nodes``), triples_entities (triples an entity is head or tail of, a self-loop once), top_hubs_by_degree (the
+      ``TOP_HUBS`` largest degrees: id, degree, triples; ties by triples, then id);
+  ``membership`` (of the written cycles): entities_in_cycles, cycles_entities per kind and "all" (over the
+      entities in at least one), top_hubs_by_cycles (id, triangle, diamond, cycles, degree; ties by id) and, with
+      an entity cap, entities_at_cap per kind (entities in M cycles of that kind).
 """
 import argparse
 import json
@@ -72,7 +79,13 @@ from preprocess.core.cycle_kernels import (
 )
 from preprocess.core.cycle_triples import DIAMOND, TRIANGLE
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_SCHEMA, CYCLES_STATS_FILE
+from preprocess.core.formats.cycles import (
+    CYCLES_FILE,
+    CYCLES_SCHEMA,
+    CYCLES_STATS_FILE,
+    TOP_HUBS,
+    encode_distribution,
+)
 from preprocess.core.formats.tables import TRIPLES_FILE, existing_table
 from preprocess.core.io import atomic_path, write_text
 
@@ -141,8 +154,9 @@ def _cycles_table(names, nodes, kind, first_id):
     )
 
 
-def write_cycles(cycles, names, path, chunk_rows=CHUNK_ROWS):
-    """Triangles then diamonds, in canonical order, into ``path`` (atomically), chunk by chunk."""
+def write_cycles(cycles, names, path, chunk_rows=CHUNK_ROWS, on_chunk=None):
+    """Triangles then diamonds, in canonical order, into ``path`` (atomically), chunk by chunk; ``on_chunk(kind,
+    nodes)`` sees each chunk of integer ids as it is written."""
     total = cycles.num_triangles + cycles.num_diamonds
     written = 0
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, CYCLES_SCHEMA) as writer, tqdm(
@@ -151,6 +165,8 @@ def write_cycles(cycles, names, path, chunk_rows=CHUNK_ROWS):
         for kind, chunks in ((TRIANGLE, cycles.triangle_chunks), (DIAMOND, cycles.diamond_chunks)):
             for nodes in chunks(chunk_rows):
                 writer.write_table(_cycles_table(names, nodes, kind, written), row_group_size=chunk_rows)
+                if on_chunk is not None:
+                    on_chunk(kind, nodes)
                 written += len(nodes)
                 progress.update(len(nodes))
         if written == 0:
@@ -200,6 +216,7 @@ def run(args):
     triples_path = existing_table(args.input, TRIPLES_FILE)
     head, tail = read_entity_columns(triples_path)
     graph = build_graph(head, tail)
+    graph_summary = graph_stats(graph, entity_triple_counts(head, tail, graph.names))
     del head, tail
     logger.debug("graph: %d edges, %d ids (%.1f s)", len(graph.edge_u), graph.num_ids, time.perf_counter() - started)
     cycles = find_cycles(
@@ -207,8 +224,11 @@ def run(args):
     )
     logger.debug("cycles: %s (%.1f s)", cycles.counts, time.perf_counter() - started)
     output = Path(args.output)
-    write_cycles(cycles, graph.names, output / CYCLES_FILE)
+    membership = CycleMembership(graph.num_ids)
+    write_cycles(cycles, graph.names, output / CYCLES_FILE, on_chunk=membership.add)
     stats = _stats(graph, cycles, args)
+    stats["graph"] = graph_summary
+    stats["membership"] = membership.stats(graph, args.max_cycles_per_entity)
     write_text(json.dumps(stats, indent=2) + "\n", output / CYCLES_STATS_FILE)
     logger.info(
         "wrote %s: %d triangles (of %d; %d dropped by the entity cap) and %d diamonds (of %d; %d dropped by the "
@@ -237,3 +257,78 @@ def _stats(graph, cycles, args):
         **cycles.counts,
         "cycles": cycles.num_triangles + cycles.num_diamonds,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distributions and hubs for the report (cycles_stats.json "graph" and "membership")
+
+
+def entity_triple_counts(head, tail, names):
+    """Triples per entity of ``names`` (the graph's sorted ids) that it is head or tail of, a self-loop once."""
+    if head.type != names.type or tail.type != names.type:
+        head, tail = head.cast(names.type), tail.cast(names.type)
+    counts = np.zeros(len(names), np.int64)
+    for column in (head, tail.filter(pc.not_equal(head, tail))):
+        values = pc.value_counts(column)
+        rows = pc.index_in(values.field("values"), value_set=names).to_numpy(zero_copy_only=False)
+        counts[rows] += values.field("counts").to_numpy()
+    return counts
+
+
+def top_entities(keys, candidates, top=TOP_HUBS):
+    """Up to ``top`` ids among ``candidates`` (bool per id) by ``keys`` (arrays, first decides) descending, then id
+    ascending (ids are ranks of the sorted names, so that is id-string order), without sorting every id."""
+    ids = np.flatnonzero(candidates)
+    if len(ids) > top:
+        primary = keys[0][ids]
+        ids = ids[primary >= np.partition(primary, len(ids) - top)[len(ids) - top]]
+    order = np.lexsort([ids] + [-k[ids] for k in reversed(keys)])
+    return ids[order[:top]]
+
+
+def node_degrees(graph):
+    """Distinct neighbours per id (computed where needed rather than kept: one int64 per id)."""
+    return np.bincount(graph.edge_u, minlength=graph.num_ids) + np.bincount(graph.edge_v, minlength=graph.num_ids)
+
+
+def graph_stats(graph, triples_per_entity):
+    """The "graph" object: degree and triples distributions and the top hubs by degree."""
+    degree = node_degrees(graph)
+    hubs = top_entities([degree, triples_per_entity], degree > 0)
+    names = graph.names.take(pa.array(hubs, pa.int64())).to_pylist()
+    return {
+        "entities": graph.num_ids,
+        "degree_entities": encode_distribution(degree[degree > 0]),
+        "triples_entities": encode_distribution(triples_per_entity),
+        "top_hubs_by_degree": [{"id": name, "degree": int(degree[i]), "triples": int(triples_per_entity[i])}
+                               for name, i in zip(names, hubs)],
+    }
+
+
+class CycleMembership:
+    """Written cycles per entity and kind, counted chunk by chunk (``write_cycles(on_chunk=...)``)."""
+
+    def __init__(self, num_ids):
+        self.per_kind = {TRIANGLE: np.zeros(num_ids, np.int64), DIAMOND: np.zeros(num_ids, np.int64)}
+
+    def add(self, kind, nodes):
+        counts = self.per_kind[kind]
+        counts += np.bincount(nodes.ravel(), minlength=len(counts))
+
+    def stats(self, graph, cap):
+        """The "membership" object: distributions, top hubs by cycles and, with a cap, the entities at it."""
+        total = sum(self.per_kind.values())
+        hubs = top_entities([total], total > 0)
+        hub_names = graph.names.take(pa.array(hubs, pa.int64())).to_pylist()
+        degree = node_degrees(graph)
+        stats = {
+            "entities_in_cycles": int(np.count_nonzero(total)),
+            "cycles_entities": {**{kind: encode_distribution(n[n > 0]) for kind, n in self.per_kind.items()},
+                                "all": encode_distribution(total[total > 0])},
+            "top_hubs_by_cycles": [{"id": name, **{kind: int(n[i]) for kind, n in self.per_kind.items()},
+                                    "cycles": int(total[i]), "degree": int(degree[i])}
+                                   for name, i in zip(hub_names, hubs)],
+        }
+        if cap:
+            stats["entities_at_cap"] = {kind: int(np.count_nonzero(n >= cap)) for kind, n in self.per_kind.items()}
+        return stats

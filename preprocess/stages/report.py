@@ -4,12 +4,14 @@
 [--seed 1] [--top 20]``
 
 Input (every option but ``--tables`` optional: the report covers what is given; a given directory without its
-files is an error naming what is missing). Each option takes the stage's output directory (or the file itself):
-    --tables     entities.parquet + triples.parquet (preprocess/core/formats/tables.py)
-    --sentences  sentences.parquet (spans, triple_index, variant, lang_pair; preprocess/core/formats/sentences.py)
-    --cycles     cycles.parquet (cycle_id, kind, nodes) + cycles_stats.json (every key is shown as it is)
-    --reasoning  reasoning.parquet (cycle_id, kind, lang, spans)
+files is an error naming what is missing and the stage that makes it). Each option takes the stage's output
+directory (or its Parquet file):
+    --tables     entities.parquet + triples.parquet (preprocess/core/formats/tables.py) + ingest_summary.json
+    --sentences  sentences.parquet (preprocess/core/formats/sentences.py) + sentences_summary.json
+    --cycles     cycles.parquet + cycles_stats.json (preprocess/core/formats/cycles.py)
+    --reasoning  reasoning.parquet (cycle_id, kind, lang, spans) + reasoning_summary.json
     --xlr        train.en.jsonl, dev.<lang>.jsonl, test.<lang>.jsonl (lang, choice_ids, label, relation, cycle_id)
+                 + xlr_summary.json
 Output (each file written atomically; the same inputs and ``--seed`` give byte-identical files):
     OUT/report.json  every number below, machine-readable
     OUT/report.md    the same as tables, with the plots linked
@@ -17,22 +19,31 @@ Output (each file written atomically; the same inputs and ``--seed`` give byte-i
                      cycles.png, relation_combinations.png, xlr_answer_positions.png (each only when its data is
                      given; one of these names left by an earlier run is removed, so no plot outlives its data)
 
-What is counted
-    entities: items, properties; per language: labelled items/properties, entities with aliases, aliases,
-        described entities, and triples whose head, relation and tail all have a label in that language.
-    triples: rows, relations (top N with English labels), distinct heads/tails/entities, self-loops, entity ids
+Where each number comes from. What a stage counts, the report reads from what that stage wrote
+(``<stage>_summary.json``: preprocess/core/formats/stage_summary.py); it never recounts a stage's output:
+    ingest_summary.json   entities.items, .properties; triples.triples
+    cycles_stats.json     graph (nodes, edges, self-loops, degree summary and power-of-two histogram derived from
+                          the degree distribution, top hubs by degree; the plot's degree and triples-per-entity
+                          distributions); cycles (per kind, the flat counts as "stats", entities in cycles, top hubs
+                          by cycle membership, entities at the per-entity cap; the plot's membership distributions)
+    sentences_summary     samples per variant and language pair ("en-de codeswitch"), mentions per span language
+                          ("en-de codeswitch mentions in de")
+    reasoning_summary     samples per language and kind ("triangle samples in de")
+    xlr_summary           samples per split and language ("dev de")
+A summary's totals must agree with its output (rows of the Parquet file, lines of an XLR file), else the output
+changed after the stage ran: an error says which stage to re-run.
+The report's own analysis (no stage counts it), read from the outputs:
+    entities: per language: labelled items/properties, entities with aliases, aliases, described entities, and
+        triples whose head, relation and tail all have a label in that language.
+    triples: relations (top N with English labels), distinct heads/tails/entities, entity and relation ids
         missing from entities.parquet.
-    graph (the cycles stage's graph: undirected, self-loops dropped, parallel triples folded): nodes, edges,
-        degree = distinct neighbours (summary, power-of-two histogram, top-N hubs).
-    sentences: per variant, language pair, both; mentions per span language (per variant and pair);
-        triple_index out of range.
-    cycles: per kind; cycles_stats.json; top-N hubs by cycle membership; entities at the per-entity cap.
-    reasoning: samples per language and kind; distinct cycles rendered; relation combinations, i.e. the sorted
-        multiset of relation ids of a sample's spans (the cycle's chosen triples): per kind the number of unique
-        combinations (the paper: 29,819 triangle / 239,966 diamond) and the top N, counted over distinct cycles
-        (a cycle is rendered in several languages) with the samples alongside.
-    xlr: samples per split and language file; answer positions (``label``) per file; distinct cycles and answer
-        relations per split; samples whose ``choice_ids[label]`` is not ``relation`` (should be 0).
+    sentences: triple_index out of range.
+    reasoning: distinct cycles rendered; relation combinations, i.e. the sorted multiset of relation ids of a
+        sample's spans (the cycle's chosen triples): per kind the number of unique combinations (the paper: 29,819
+        triangle / 239,966 diamond) and the top N, counted over distinct cycles (a cycle is rendered in several
+        languages) with the samples alongside.
+    xlr: answer positions (``label``) per file; distinct cycles and answer relations per split; samples whose
+        ``choice_ids[label]`` is not ``relation`` (should be 0).
     examples: a few random rows (chosen under ``--seed``) rendered as text, each sentence ``h <mask> r <mask> t .``
 
 This module counts (report.json and the report dict); preprocess/core/report_render.py draws the plots and writes
@@ -45,6 +56,7 @@ import argparse
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +66,18 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_STATS_FILE
+from preprocess.core.formats.cycles import (
+    CYCLES_FILE,
+    CYCLES_STATS_FILE,
+    TOP_HUBS,
+    decode_distribution,
+    is_count,
+    read_cycles_stats,
+)
 from preprocess.core.formats.reasoning import REASONING_FILE
-from preprocess.core.formats.sentences import SENTENCES_FILE
+from preprocess.core.formats.sentences import SENTENCES_FILE, VARIANTS
+from preprocess.core.formats.spans import ROLES
+from preprocess.core.formats.stage_summary import read_stage_summary, summary_path
 from preprocess.core.formats.tables import (
     ENTITIES_FILE,
     TRIPLES_FILE,
@@ -68,8 +89,8 @@ from preprocess.core.formats.tables import (
 from preprocess.core.io import write_text
 from preprocess.core.languages import PIVOT_LANGUAGE
 from preprocess.core.report_render import (
+    KINDS,
     in_kind_order,
-    kind_order,
     render_markdown,
     write_plots,
 )
@@ -86,6 +107,13 @@ PAPER_UNIQUE_COMBINATIONS = {"triangle": 29819, "diamond": 239966}
 BATCH_ROWS = 1 << 20
 EXAMPLES_PER_GROUP = 2
 DEFAULT_TOP = 20
+
+# The per-group counts of the stage summaries, by name (the stage that writes each is named in the module docstring).
+SENTENCE_SAMPLES = rf"(?P<pair>\S+) (?P<variant>{'|'.join(VARIANTS)})"
+SENTENCE_MENTIONS = rf"(?P<pair>\S+) (?P<variant>{'|'.join(VARIANTS)}) mentions in (?P<lang>\S+)"
+REASONING_SAMPLES = r"(?P<kind>\S+) samples in (?P<lang>\S+)"
+XLR_SAMPLES = rf"(?P<split>{'|'.join(XLR_SPLITS)}) (?P<lang>\S+)"
+SAMPLES_WRITTEN = "samples written"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,6 +142,53 @@ def parquet_with(path, columns):
     if missing:
         raise UserFacingError(f"{path} lacks column(s) {', '.join(missing)} (has {', '.join(pf.schema_arrow.names)})")
     return pf
+
+
+def stage_summary(directory, stage):
+    """The stage's summary (a clear error if missing or malformed) and its path, for the messages."""
+    summary, path = read_stage_summary(directory, stage), summary_path(directory, stage)
+    not_counts = [name for name, n in summary["counts"].items() if not is_count(n)]
+    if not_counts:
+        raise UserFacingError(f"{path}: count(s) {', '.join(map(repr, not_counts[:3]))} should be non-negative "
+                              f"integers; re-run `kmlm-preprocess {stage}`")
+    return summary, path
+
+
+def summary_count(summary, path, name, stage):
+    if name not in summary["counts"]:
+        raise UserFacingError(f"{path}: no count {name!r}; re-run `kmlm-preprocess {stage}`")
+    return summary["counts"][name]
+
+
+def agree(path, what, counted, actual, stage):
+    """A clear error when a summary's count disagrees with its output: the output changed after the stage ran."""
+    if counted != actual:
+        raise UserFacingError(f"{path} counts {counted:,} {what} but {actual:,} are there (the output changed "
+                              f"after the stage ran, or an older version wrote the summary): "
+                              f"re-run `kmlm-preprocess {stage}`")
+
+
+def counts_by(counts, pattern, *fields):
+    """``{field0: {field1: n}}`` (nesting as ``fields``; keys sorted) of the counts whose name matches ``pattern``
+    (named groups ``fields``); zero counts are left out."""
+    out = {}
+    for name, n in counts.items():
+        match = re.fullmatch(pattern, name)
+        if match and n:
+            *outer, last = (match[f] for f in fields)
+            inner = out
+            for key in outer:
+                inner = inner.setdefault(key, {})
+            inner[last] = n
+    return sorted_keys(out)
+
+
+def sorted_keys(nested):
+    return {k: sorted_keys(v) if isinstance(v, dict) else v for k, v in sorted(nested.items())}
+
+
+def total(nested):
+    return sum(total(v) if isinstance(v, dict) else v for v in nested.values())
 
 
 def batches(pf, columns, desc):
@@ -162,18 +237,6 @@ class GroupCounter:
         order = [("n", "descending")] + [(k, "ascending") for k in self.keys]
         return self.parts[0].sort_by(order)
 
-    def nested(self):
-        """``{key0: {key1: n}}`` (or ``{key0: n}`` for one key), keys sorted."""
-        table = self.table().sort_by([(k, "ascending") for k in self.keys])
-        out = {}
-        for row in table.to_pylist():
-            *outer, last = [row[k] for k in self.keys]
-            inner = out
-            for key in outer:
-                inner = inner.setdefault(key, {})
-            inner[last] = row["n"]
-        return out
-
 
 def inner_totals(nested):
     """``{outer: {inner: n}}`` -> ``{inner: n summed over outer}``."""
@@ -188,15 +251,15 @@ def count_true(mask):
     return int(pc.sum(pc.fill_null(mask, False)).as_py() or 0)
 
 
-def power_of_two_histogram(values):
-    """``{"0": n, "1": n, "2-3": n, "4-7": n, ...}`` of non-negative integers, empty buckets left out."""
-    values = np.asarray(values, dtype=np.int64)
+def power_of_two_histogram(values, counts):
+    """``{"0": n, "1": n, "2-3": n, "4-7": n, ...}`` of a distribution (non-negative ``values``, ascending, each
+    ``counts`` times), empty buckets left out."""
     out = {}
     if np.any(values == 0):
-        out["0"] = int(np.sum(values == 0))
-    positive = values[values > 0]
-    if positive.size:
-        buckets = np.bincount(np.floor(np.log2(positive)).astype(np.int64))
+        out["0"] = int(counts[values == 0].sum())
+    positive = values > 0
+    if positive.any():
+        buckets = np.bincount(np.floor(np.log2(values[positive])).astype(np.int64), weights=counts[positive])
         for b, n in enumerate(buckets):
             if n:
                 lo, hi = 1 << b, (1 << (b + 1)) - 1
@@ -210,11 +273,15 @@ def sorted_unique(values):
     return values[np.concatenate([[True], values[1:] != values[:-1]])] if values.size else values
 
 
-def summary(values):
-    values = np.asarray(values)
-    if values.size == 0:
+def distribution_summary(values, counts):
+    """Mean, median (as ``np.median`` of the expanded values) and max of a distribution, values ascending."""
+    n = int(counts.sum())
+    if n == 0:
         return {"mean": None, "median": None, "max": None}
-    return {"mean": round(float(values.mean()), 3), "median": float(np.median(values)), "max": int(values.max())}
+    ends = np.cumsum(counts)
+    middle = values[np.searchsorted(ends, [(n - 1) // 2, n // 2], side="right")]
+    return {"mean": round(float((values * counts).sum() / n), 3), "median": float(middle.mean()),
+            "max": int(values[-1])}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,14 +302,20 @@ class EnglishLabels:
 
 
 def read_tables(tables_dir):
+    """(entities ParquetFile, triples table, English labels, the ingest counts checked against the tables)."""
     entities_path = input_file(tables_dir, ENTITIES_FILE, "--tables", "kmlm-preprocess ingest")
     triples_path = input_file(tables_dir, TRIPLES_FILE, "--tables", "kmlm-preprocess ingest")
     entities = parquet_with(entities_path, ["id", "kind"])
     triples = parquet_with(triples_path, ["head", "relation", "tail"]).read(columns=["head", "relation", "tail"])
+    summary, path = stage_summary(entities_path.parent, "ingest")
+    counts = {name: summary_count(summary, path, name, "ingest") for name in ("items", "properties", "triples")}
+    agree(path, f"entities ({counts['items']:,} items + {counts['properties']:,} properties) in {ENTITIES_FILE}",
+          counts["items"] + counts["properties"], entities.metadata.num_rows, "ingest")
+    agree(path, f"triples in {TRIPLES_FILE}", counts["triples"], triples.num_rows, "ingest")
     ids = entities.read(columns=["id"]).column("id").combine_chunks()
     has_english = label_column(PIVOT_LANGUAGE) in entities.schema_arrow.names
     english = entities.read(columns=[label_column(PIVOT_LANGUAGE)]).column(0).combine_chunks() if has_english else None
-    return entities, triples, EnglishLabels(ids, english)
+    return entities, triples, EnglishLabels(ids, english), counts
 
 
 def entity_rows(column, ids):
@@ -250,7 +323,7 @@ def entity_rows(column, ids):
     return pc.fill_null(pc.index_in(column, value_set=ids), -1).to_numpy().astype(np.int64)
 
 
-def entities_section(entities, triples, labels):
+def entities_section(entities, triples, labels, ingest_counts):
     kind = entities.read(columns=["kind"]).column("kind")
     is_item = pc.equal(kind, "item")
     is_property = pc.equal(kind, "property")
@@ -276,8 +349,8 @@ def entities_section(entities, triples, labels):
         coverage[lang] = stats
     return {
         "entities": entities.metadata.num_rows,
-        "items": count_true(is_item),
-        "properties": count_true(is_property),
+        "items": ingest_counts["items"],
+        "properties": ingest_counts["properties"],
         "languages": list(coverage),
         "coverage": coverage,
     }
@@ -293,74 +366,55 @@ def fully_labelled_triples(labelled, rows):
     return int(ok.sum())
 
 
-class EntityGraph:
-    """The undirected graph of the triples as the cycles stage builds it (self-loops dropped, pairs folded)."""
-
-    def __init__(self, triples):
-        n = triples.num_rows
-        both = pa.chunked_array(triples.column("head").chunks + triples.column("tail").chunks, pa.string())
-        both = both.combine_chunks()
-        encoded = both.dictionary_encode()
-        self.names = encoded.dictionary
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        head, tail = codes[:n], codes[n:]
-        self.self_loops = int(np.sum(head == tail))
-        keep = head != tail
-        lo, hi = np.minimum(head[keep], tail[keep]), np.maximum(head[keep], tail[keep])
-        pairs = sorted_unique(lo * len(self.names) + hi)
-        self.num_edges = len(pairs)
-        size = len(self.names)
-        self.degree = np.bincount(pairs // size, minlength=size) + np.bincount(pairs % size, minlength=size)
-        self.triples = np.bincount(head, minlength=size) + np.bincount(tail[keep], minlength=size)
-
-
-def top_rows(table, order, top):
-    """The first ``top`` rows of ``table`` sorted by ``order``, found without sorting everything."""
-    if table.num_rows > 4 * top:
-        key, _ = order[0]
-        threshold = np.partition(table.column(key).to_numpy(), table.num_rows - top)[table.num_rows - top]
-        table = table.filter(pc.greater_equal(table.column(key), threshold))
-    return table.sort_by(order).slice(0, top).to_pylist()
-
-
-def triples_section(triples, graph, labels, top):
+def triples_section(triples, labels, top, ingest_counts):
     relation_counts = GroupCounter("relation")
     relation_counts.add(triples)
     relations = relation_counts.table()
     top_relations = relations.slice(0, top).to_pylist()
     for row, label in zip(top_relations, labels([r["relation"] for r in top_relations])):
         row.update(label=label, triples=row.pop("n"))
-    heads = pc.count_distinct(triples.column("head")).as_py()
-    tails = pc.count_distinct(triples.column("tail")).as_py()
-    missing = pc.sum(pc.invert(pc.is_in(graph.names, value_set=labels.ids))).as_py() or 0
-    missing_relations = count_true(pc.invert(pc.is_in(relations.column("relation"), value_set=labels.ids)))
+    heads, tails = triples.column("head"), triples.column("tail")
+    entity_ids = pc.unique(pa.chunked_array(heads.chunks + tails.chunks, heads.type))
     section = {
-        "triples": triples.num_rows,
+        "triples": ingest_counts["triples"],
         "relations": relations.num_rows,
-        "heads": heads,
-        "tails": tails,
-        "entities": len(graph.names),
-        "self_loops": graph.self_loops,
-        "entities_not_in_entities_table": int(missing),
-        "relations_not_in_entities_table": missing_relations,
+        "heads": pc.count_distinct(heads).as_py(),
+        "tails": pc.count_distinct(tails).as_py(),
+        "entities": len(entity_ids),
+        "entities_not_in_entities_table": count_true(pc.invert(pc.is_in(entity_ids, value_set=labels.ids))),
+        "relations_not_in_entities_table": count_true(
+            pc.invert(pc.is_in(relations.column("relation"), value_set=labels.ids))),
         "top_relations": [{"id": r["relation"], "label": r["label"], "triples": r["triples"]} for r in top_relations],
     }
     return section, relations.column("n").to_numpy()
 
 
-def graph_section(graph, labels, top):
-    nodes = graph.degree > 0
-    table = pa.table({"id": graph.names, "degree": graph.degree, "triples": graph.triples}).filter(nodes)
-    hubs = top_rows(table, [("degree", "descending"), ("triples", "descending"), ("id", "ascending")], top)
-    for row, label in zip(hubs, labels([h["id"] for h in hubs])):
-        row["label"] = label
-    return {
-        "nodes": int(nodes.sum()),
-        "edges": graph.num_edges,
-        "degree": summary(graph.degree[nodes]),
-        "degree_histogram": power_of_two_histogram(graph.degree[nodes]),
-        "top_hubs_by_degree": [{k: h[k] for k in ("id", "label", "degree", "triples")} for h in hubs],
+def labelled_hubs(hubs, labels, top, keys):
+    """The first ``top`` hubs of cycles_stats.json with their English label, ``keys`` in this order."""
+    hubs = hubs[:top]
+    wanted = [k for k in keys if k != "label"]
+    if not all(isinstance(hub, dict) and all(k in hub for k in wanted) for hub in hubs):
+        raise UserFacingError(f"{CYCLES_STATS_FILE}: a hub lacks one of {', '.join(wanted)}; "
+                              f"re-run `kmlm-preprocess cycles`")
+    return [{k: (label if k == "label" else hub[k]) for k in keys}
+            for hub, label in zip(hubs, labels([h["id"] for h in hubs]))]
+
+
+def graph_section(stats, labels, top):
+    """The entity graph as the cycles stage built it (cycles_stats.json): the section and its distributions."""
+    graph = stats["graph"]
+    degree = decode_distribution(graph["degree_entities"], f"{CYCLES_STATS_FILE} graph.degree_entities")
+    triples = decode_distribution(graph["triples_entities"], f"{CYCLES_STATS_FILE} graph.triples_entities")
+    section = {
+        "nodes": stats["nodes"],
+        "edges": stats["edges"],
+        "self_loops": stats["self_loops_dropped"],
+        "degree": distribution_summary(*degree),
+        "degree_histogram": power_of_two_histogram(*degree),
+        "top_hubs_by_degree": labelled_hubs(graph["top_hubs_by_degree"], labels, top,
+                                            ("id", "label", "degree", "triples")),
     }
+    return section, {"degree": degree, "triples_per_entity": triples}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -439,84 +493,58 @@ def read_rows(pf, rows, columns):
 def sentences_section(directory, num_triples, seed):
     path = input_file(directory, SENTENCES_FILE, "--sentences", "kmlm-preprocess sentences")
     pf = parquet_with(path, ["spans", "triple_index", "variant", "lang_pair"])
-    by_pair = GroupCounter("variant", "lang_pair")
-    mentions = GroupCounter("variant", "lang_pair", "lang")
+    summary, summary_file = stage_summary(path.parent, "sentences")
+    samples = summary_count(summary, summary_file, SAMPLES_WRITTEN, "sentences")
+    agree(summary_file, f"samples written to {path.name}", samples, pf.metadata.num_rows, "sentences")
+    pairs = counts_by(summary["counts"], SENTENCE_SAMPLES, "variant", "pair")
+    mentions = counts_by(summary["counts"], SENTENCE_MENTIONS, "variant", "pair", "lang")
+    agree(summary_file, "samples per language pair (\"en-de codeswitch\")", total(pairs), samples, "sentences")
+    agree(summary_file, "mentions per span language (\"en-de codeswitch mentions in de\")", total(mentions),
+          len(ROLES) * samples, "sentences")
     out_of_range = 0
-    columns = ["variant", "lang_pair", "triple_index", "spans.list.element.lang"]
-    for batch in batches(pf, columns, "sentences"):
-        by_pair.add(batch)
+    for batch in batches(pf, ["triple_index"], "sentences: triple_index"):
         index = batch.column("triple_index")
         out_of_range += count_true(pc.or_(pc.less(index, 0), pc.greater_equal(index, num_triples)))
-        langs, parents = flat_span_field(batch.column("spans"), "lang")
-        mentions.add(pa.table({"variant": batch.column("variant").take(parents),
-                               "lang_pair": batch.column("lang_pair").take(parents), "lang": langs}))
-    pairs = by_pair.nested()
-    by_variant = {variant: sum(n.values()) for variant, n in pairs.items()}
+    by_variant = {variant: total(n) for variant, n in pairs.items()}
     examples = span_examples(pf, "variant", by_variant, ["variant", "lang_pair"], seed, "sentences")
     return {
-        "sentences": pf.metadata.num_rows,
+        "sentences": samples,
         "by_variant": by_variant,
         "by_lang_pair": dict(sorted(inner_totals(pairs).items())),
         "by_variant_and_lang_pair": pairs,
-        "mentions_by_language": mentions.nested(),
+        "mentions_by_language": mentions,
         "triple_index_out_of_range": out_of_range,
     }, examples
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cycles
+# The graph and its cycles (cycles_stats.json)
 
 
-def cycles_section(directory, graph, labels, top):
+def cycles_sections(directory, labels, top):
+    """(graph section, cycles section, the distributions the plots draw) from cycles_stats.json."""
     path = input_file(directory, CYCLES_FILE, "--cycles", "kmlm-preprocess cycles")
-    stats_path = input_file(path.parent, CYCLES_STATS_FILE, "--cycles", "kmlm-preprocess cycles")
-    try:
-        stats = json.loads(stats_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserFacingError(f"{stats_path} is not valid JSON: {err}") from None
-    if not isinstance(stats, dict):
-        raise UserFacingError(f"{stats_path} should hold a JSON object, found {type(stats).__name__}")
-    pf = parquet_with(path, ["cycle_id", "kind", "nodes"])
-    kinds = GroupCounter("kind")
-    membership = GroupCounter("id", "kind")
-    for batch in batches(pf, ["kind", "nodes"], "cycles"):
-        kinds.add(batch)
-        nodes = batch.column("nodes")
-        parents = pc.list_parent_indices(nodes)
-        membership.add(pa.table({"id": pc.list_flatten(nodes), "kind": batch.column("kind").take(parents)}))
-    per_entity = membership_by_kind(membership.table())
-    hubs = top_rows(per_entity, [("cycles", "descending"), ("id", "ascending")], top)
-    degree = dict(zip(graph.names.to_pylist(), graph.degree.tolist())) if hubs else {}
-    for hub, label in zip(hubs, labels([h["id"] for h in hubs])):
-        hub.update(label=label, degree=degree.get(hub["id"], 0))
+    stats = read_cycles_stats(path.parent)
+    stats_file = path.parent / CYCLES_STATS_FILE
+    agree(stats_file, f"cycles written to {path.name}", stats["cycles"],
+          parquet_with(path, ["cycle_id", "kind", "nodes"]).metadata.num_rows, "cycles")
+    graph, data = graph_section(stats, labels, top)
+    membership = stats["membership"]
+    distributions = {kind: decode_distribution(dist, f"{stats_file} membership.cycles_entities.{kind}")
+                     for kind, dist in membership["cycles_entities"].items()}
+    kinds = [kind for kind in KINDS if kind in distributions]
     section = {
-        "cycles": pf.metadata.num_rows,
-        "by_kind": kinds.nested(),
-        "stats": stats,
-        "entities_in_cycles": per_entity.num_rows,
-        "top_hubs_by_cycles": hubs,
+        "cycles": stats["cycles"],
+        "by_kind": {kind: stats[f"{kind}s"] for kind in KINDS},
+        "stats": {k: v for k, v in stats.items() if not isinstance(v, dict)},
+        "entities_in_cycles": membership["entities_in_cycles"],
+        "top_hubs_by_cycles": labelled_hubs(membership["top_hubs_by_cycles"], labels, top,
+                                            ("id", *kinds, "cycles", "label", "degree")),
     }
-    cap = stats.get("max_cycles_per_entity")
-    if isinstance(cap, int) and cap > 0:
-        section["entities_at_cap"] = {
-            kind: count_true(pc.greater_equal(per_entity.column(kind), cap)) for kind in per_entity.column_names[1:-1]
-        }
-    return section, per_entity
-
-
-def membership_by_kind(counts):
-    """(id, kind, n) -> one row per entity: id, a count column per kind, cycles (their sum)."""
-    ids = pc.unique(counts.column("id")).sort()
-    columns = {"id": ids}
-    total = np.zeros(len(ids), dtype=np.int64)
-    for kind in sorted(pc.unique(counts.column("kind")).to_pylist(), key=kind_order):
-        rows = counts.filter(pc.equal(counts.column("kind"), kind))
-        n = np.zeros(len(ids), dtype=np.int64)
-        n[pc.index_in(rows.column("id"), value_set=ids).to_numpy()] = rows.column("n").to_numpy()
-        columns[kind] = n
-        total += n
-    columns["cycles"] = total
-    return pa.table(columns)
+    if "entities_at_cap" in membership:
+        section["entities_at_cap"] = membership["entities_at_cap"]
+    data["membership"] = {kind: distributions[kind] for kind in (*kinds, "all") if kind in distributions}
+    return graph, section, data
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -578,13 +606,16 @@ class CombinationCounter:
 def reasoning_section(directory, labels, top, seed):
     path = input_file(directory, REASONING_FILE, "--reasoning", "kmlm-preprocess reasoning")
     pf = parquet_with(path, ["cycle_id", "kind", "lang", "spans"])
-    per_lang = GroupCounter("lang", "kind")
+    summary, summary_file = stage_summary(path.parent, "reasoning")
+    samples = summary_count(summary, summary_file, SAMPLES_WRITTEN, "reasoning")
+    agree(summary_file, f"samples written to {path.name}", samples, pf.metadata.num_rows, "reasoning")
+    by_lang_and_kind = counts_by(summary["counts"], REASONING_SAMPLES, "lang", "kind")
+    agree(summary_file, "samples per language and kind (\"triangle samples in de\")", total(by_lang_and_kind),
+          samples, "reasoning")
     combinations = CombinationCounter()
-    columns = ["cycle_id", "kind", "lang", "spans.list.element.role", "spans.list.element.id"]
+    columns = ["cycle_id", "kind", "spans.list.element.role", "spans.list.element.id"]
     for batch in batches(pf, columns, "reasoning"):
-        per_lang.add(batch)
         combinations.add(batch.column("kind"), batch.column("cycle_id"), relation_combinations(batch.column("spans")))
-    by_lang_and_kind = per_lang.nested()
     by_kind = in_kind_order(inner_totals(by_lang_and_kind))
     combination_table, cycles_rendered = combinations.result()
     combination_stats, combination_counts = {}, {}
@@ -594,7 +625,7 @@ def reasoning_section(directory, labels, top, seed):
         combination_stats[kind] = combination_summary(rows, labels, top, PAPER_UNIQUE_COMBINATIONS.get(kind))
     examples = span_examples(pf, "kind", by_kind, ["cycle_id", "kind", "lang"], seed, "reasoning")
     section = {
-        "samples": pf.metadata.num_rows,
+        "samples": samples,
         "by_kind": by_kind,
         "by_lang_and_kind": by_lang_and_kind,
         "cycles_rendered": cycles_rendered,
@@ -625,18 +656,18 @@ def combination_summary(rows, labels, top, paper):
 # XLR
 
 
-def xlr_files(directory):
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserFacingError(f"--xlr {directory}: no such directory (expected the output directory of "
-                              f"`kmlm-preprocess xlr`)")
-    files = {split: sorted(directory.glob(f"{split}.*.jsonl")) for split in XLR_SPLITS}
-    missing = [f"{split}.*.jsonl" for split, paths in files.items() if not paths]
-    if not (directory / "train.en.jsonl").is_file():
-        missing.insert(0, "train.en.jsonl")
-    if missing:
-        raise UserFacingError(f"--xlr {directory}: missing {', '.join(dict.fromkeys(missing))} "
-                              f"(run `kmlm-preprocess xlr` to make them)")
+def xlr_files(directory, sizes, summary_file):
+    """{split: the split's files}: every file the summary counts samples in, and any other ``<split>.*.jsonl``."""
+    files = {}
+    for split in XLR_SPLITS:
+        named = {directory / f"{split}.{lang}.jsonl" for lang in sizes.get(split, {})}
+        if split == "train":
+            named.add(directory / f"train.{PIVOT_LANGUAGE}.jsonl")  # always written, even when empty
+        missing = sorted(p.name for p in named if not p.is_file())
+        if missing:
+            raise UserFacingError(f"--xlr {directory}: missing {', '.join(missing)}, which {summary_file.name} "
+                                  f"counts (run `kmlm-preprocess xlr` to make them)")
+        files[split] = sorted(named | set(directory.glob(f"{split}.*.jsonl")))
     return files
 
 
@@ -663,14 +694,21 @@ def answer_of(sample):
 
 
 def xlr_section(directory, seed):
-    sizes, positions, mismatches, cycles, answers, examples = {}, {}, 0, {}, {}, []
-    for split, paths in xlr_files(directory).items():
-        sizes[split], split_cycles, split_answers = {}, set(), set()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserFacingError(f"--xlr {directory}: no such directory (expected the output directory of "
+                              f"`kmlm-preprocess xlr`)")
+    summary, summary_file = stage_summary(directory, "xlr")
+    counted = counts_by(summary["counts"], XLR_SAMPLES, "split", "lang")
+    sizes = {split: counted.get(split, {}) for split in XLR_SPLITS}
+    positions, mismatches, cycles, answers, examples = {}, 0, {}, {}, []
+    for split, paths in xlr_files(directory, sizes, summary_file).items():
+        split_cycles, split_answers = set(), set()
         for path in paths:
             samples = read_jsonl(path)
             name = path.name[: -len(".jsonl")]
             lang = name.split(".", 1)[1]
-            sizes[split][lang] = len(samples)
+            agree(summary_file, f"samples in {path.name}", sizes[split].get(lang, 0), len(samples), "xlr")
             num_choices = max([len(s["choice_ids"]) for s in samples], default=0)
             positions[name] = np.bincount([s["label"] for s in samples if answer_of(s) is not None],
                                           minlength=num_choices).tolist()
@@ -720,37 +758,42 @@ def positive_int(text):
 
 
 def add_arguments(parser):
-    parser.add_argument("--tables", required=True, help="ingest output directory (entities.parquet, triples.parquet)")
-    parser.add_argument("--sentences", help=f"sentences output directory ({SENTENCES_FILE})")
-    parser.add_argument("--cycles", help=f"cycles output directory ({CYCLES_FILE}, {CYCLES_STATS_FILE})")
-    parser.add_argument("--reasoning", help=f"reasoning output directory ({REASONING_FILE})")
-    parser.add_argument("--xlr", help="xlr output directory (train.en.jsonl, dev.<lang>.jsonl, test.<lang>.jsonl)")
+    parser.add_argument("--tables", required=True,
+                        help="ingest output directory (entities.parquet, triples.parquet, ingest_summary.json)")
+    parser.add_argument("--sentences", help=f"sentences output directory ({SENTENCES_FILE}, sentences_summary.json)")
+    parser.add_argument("--cycles", help=f"cycles output directory ({CYCLES_FILE}, {CYCLES_STATS_FILE}); the "
+                                         f"graph statistics come from it")
+    parser.add_argument("--reasoning", help=f"reasoning output directory ({REASONING_FILE}, reasoning_summary.json)")
+    parser.add_argument("--xlr", help="xlr output directory (train.en.jsonl, dev.<lang>.jsonl, test.<lang>.jsonl, "
+                                      "xlr_summary.json)")
     parser.add_argument("--output", required=True, help=f"directory to write {REPORT_JSON}, {REPORT_MD} and *.png")
     parser.add_argument("--seed", type=int, default=1, help="seed of the example picks (default: %(default)s)")
     parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
-                        help="length of the top-N lists (relations, hubs, combinations; default: %(default)s)")
+                        help=f"length of the top-N lists (relations, hubs, combinations; hubs: at most the "
+                             f"{TOP_HUBS} that cycles_stats.json lists; default: %(default)s)")
 
 
 def build_report(args):
     """(report dict, the arrays the plots need beyond it: see preprocess/core/report_render.py)."""
-    entities, triples, labels = read_tables(args.tables)
-    graph = EntityGraph(triples)
+    entities, triples, labels, ingest_counts = read_tables(args.tables)
     report = {
         "inputs": {k: (str(getattr(args, k)) if getattr(args, k) else None) for k in ("tables",) + STAGES},
         "seed": args.seed,
         "top": args.top,
-        "entities": entities_section(entities, triples, labels),
+        "entities": entities_section(entities, triples, labels, ingest_counts),
     }
-    report["triples"], relation_counts = triples_section(triples, graph, labels, args.top)
-    report["graph"] = graph_section(graph, labels, args.top)
-    data = {"degree": graph.degree, "triples_per_entity": graph.triples, "relation_counts": relation_counts,
-            "membership": None, "combinations": {}}
+    report["triples"], relation_counts = triples_section(triples, labels, args.top, ingest_counts)
+    data = {"relation_counts": relation_counts, "degree": None, "triples_per_entity": None, "membership": None,
+            "combinations": {}}
+    if args.cycles:
+        report["graph"], cycles, graph_data = cycles_sections(args.cycles, labels, args.top)
+        data.update(graph_data)
     examples = {}
     if args.sentences:
         report["sentences"], examples["knowledge sentences"] = sentences_section(
             args.sentences, triples.num_rows, args.seed)
     if args.cycles:
-        report["cycles"], data["membership"] = cycles_section(args.cycles, graph, labels, args.top)
+        report["cycles"] = cycles
     if args.reasoning:
         report["reasoning"], data["combinations"], examples["reasoning samples"] = reasoning_section(
             args.reasoning, labels, args.top, args.seed)

@@ -216,6 +216,7 @@ def render_chunk(index, rows, english, target, entity_ids, config, counts):
             counts[f"{pair} {kind}"] += len(kind_index)
     if not parts:
         return SENTENCES_SCHEMA.empty_table()
+    count_mentions(parts, pair, target.lang, counts)
     triple_index = np.concatenate([p[0] for p in parts])
     kind_codes = np.concatenate([np.full(len(p[0]), p[1]) for p in parts])
     numbers = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
@@ -239,6 +240,16 @@ def render_chunk(index, rows, english, target, entity_ids, config, counts):
          pa.array([pair] * n, pa.string())],
         schema=SENTENCES_SCHEMA,
     )
+
+
+def count_mentions(parts, pair, lang, counts):
+    """Spans per variant and span language ("en-de codeswitch mentions in de"; the report reads them): a span is in
+    ``lang`` where its item switched, in English otherwise."""
+    for kind_index, kind_code, _, _, items in parts:
+        switched = sum(int(np.count_nonzero(switch)) for _, switch in items)
+        prefix = f"{pair} {VARIANTS[kind_code]} mentions in"
+        counts[f"{prefix} {lang}"] += switched
+        counts[f"{prefix} {PIVOT_LANGUAGE}"] += len(items) * len(kind_index) - switched
 
 
 def build_sentences(tables_dir, output_path, languages, config, sample_fraction=None, max_triples=None,

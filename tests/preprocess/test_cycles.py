@@ -1,6 +1,7 @@
 """The cycles stage against brute-force and networkx oracles, its caps, its file format and its determinism."""
 import bz2
 import collections
+import functools
 import itertools
 import json
 
@@ -13,8 +14,9 @@ import pytest
 from preprocess import cli
 from preprocess.core.cycle_kernels import build_graph, find_cycles
 from preprocess.core.cycle_triples import EdgeTriples
-from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_SCHEMA, CYCLES_STATS_FILE
+from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_SCHEMA, CYCLES_STATS_FILE, TOP_HUBS
 from preprocess.core.formats.tables import TRIPLES_SCHEMA
+from preprocess.stages import cycles as cycles_stage
 from tests.conftest import TEST_DATA
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,6 +220,41 @@ def test_cycles_stats_count_folds_and_self_loops(tmp_path):
     assert stats["triples"] == 7 and stats["self_loops_dropped"] == 2 and stats["parallel_triples_folded"] == 2
     assert stats["edges"] == 3 and stats["nodes"] == 3
     assert stats["triangles"] == 1 and stats["diamonds"] == 0 and stats["max_apexes"] is None
+
+
+def distribution(values):
+    """{"value": how often}, values ascending as integers (the cycles_stats.json layout)."""
+    return {str(v): n for v, n in sorted(collections.Counter(values).items())}
+
+
+def test_cycles_stats_graph_and_membership_match_the_triples_and_the_written_cycles(tmp_path, monkeypatch):
+    # more nodes than TOP_HUBS, so the hub lists are a true top; output chunks of 7 rows, so membership adds up chunks
+    monkeypatch.setattr(cycles_stage, "write_cycles", functools.partial(cycles_stage.write_cycles, chunk_rows=7))
+    triples = graph_triples(nx.gnp_random_graph(TOP_HUBS + 50, 0.06, seed=3), np.random.default_rng(3))
+    cap = 6
+    table, stats = run_stage(tmp_path, triples, "--max-apexes", "4", "--max-cycles-per-entity", str(cap))
+    graph = simple_graph(triples)
+    degree = dict(graph.degree())
+    on_triples = collections.Counter(x for h, _, t in triples for x in {h, t})
+    g = stats["graph"]
+    assert g["entities"] == len(on_triples)
+    assert g["degree_entities"] == distribution(degree.values())
+    assert g["triples_entities"] == distribution(on_triples.values())
+    by_degree = sorted(degree, key=lambda x: (-degree[x], -on_triples[x], x))[:TOP_HUBS]
+    assert g["top_hubs_by_degree"] == [{"id": x, "degree": degree[x], "triples": on_triples[x]} for x in by_degree]
+    per_kind = {kind: collections.Counter(x for r in table.to_pylist() if r["kind"] == kind for x in r["nodes"])
+                for kind in ("triangle", "diamond")}
+    assert all(per_kind.values())
+    every = per_kind["triangle"] + per_kind["diamond"]
+    m = stats["membership"]
+    assert m["entities_in_cycles"] == len(every)
+    for kind, counts in (*per_kind.items(), ("all", every)):
+        assert m["cycles_entities"][kind] == distribution(counts.values())
+    by_cycles = sorted(every, key=lambda x: (-every[x], x))[:TOP_HUBS]
+    assert m["top_hubs_by_cycles"] == [{"id": x, "triangle": per_kind["triangle"][x], "diamond": per_kind["diamond"][x],
+                                        "cycles": every[x], "degree": degree[x]} for x in by_cycles]
+    assert m["entities_at_cap"] == {kind: sum(n >= cap for n in counts.values()) for kind, counts in per_kind.items()}
+    assert m["entities_at_cap"]["diamond"] > 0
 
 
 def test_cycles_empty_and_acyclic_inputs_write_empty_tables(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from preprocess import cli
 from preprocess.core import io
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.sentences import ALIAS, CODESWITCH
+from preprocess.core.formats.sentences import ALIAS, CODESWITCH, VARIANTS
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 from preprocess.stages import sentences
 from preprocess.stages.sentences import SentenceConfig, build_sentences
@@ -141,6 +141,17 @@ def test_sentences_skip_triples_without_english_label_and_count(tmp_path):
     assert counts["triples skipped: head has no English label"] == 2  # the head fails first in triple 4
     assert counts["triples skipped: relation has no English label"] == 1
     assert counts["triples skipped: tail not in entities.parquet"] == 1
+
+
+def test_sentences_count_mentions_per_variant_and_span_language(tmp_path):
+    entities = [labelled("Q1"), labelled("Q2", ("en", "de")), labelled("Q3", ("en",), {"fr": ["trois"]}),
+                labelled("P1"), labelled("P2", ("en", "fr"))]
+    triples = [("Q1", "P1", "Q2"), ("Q2", "P2", "Q3"), ("Q3", "P1", "Q1"), ("Q1", "P2", "Q3")] * 5
+    rows, counts, _ = run_sentences(write_tables(tmp_path / "tables", entities, triples), tmp_path, variants=2)
+    spans = Counter(f"{r['lang_pair']} {r['variant']} mentions in {s['lang']}"
+                    for r in rows for s in r["spans"])
+    assert {name: n for name, n in counts.items() if " mentions in " in name and n} == spans
+    assert all(spans[f"en-{lang} {variant} mentions in {lang}"] for lang in ("de", "fr") for variant in VARIANTS)
 
 
 def test_sentences_skip_pairs_with_nothing_in_the_language(tmp_path):
