@@ -93,6 +93,7 @@ MALFORMED_TARGETS = [
     {"entity-type": "item", "id": "L5"}, {"entity-type": "item", "id": "Q 1; DROP"},
     {"entity-type": "item", "numeric-id": -5}, {"entity-type": "item", "numeric-id": 0}, {"id": "Q007"},
     {"entity-type": "item", "id": "Q5", "numeric-id": 6}, {"entity-type": "item"}, {"id": "Q" + "9" * 19},
+    {"numeric-id": 5},  # neither an entity-type nor an id: an item or a property?
 ]
 
 

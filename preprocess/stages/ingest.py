@@ -31,10 +31,15 @@ to its id; anything else is an error naming the file and line.
   Property rows are kept whole when no --relation-list is given, so relations keep their labels.
 
 Bad input: a line that is not valid JSON, not an entity object, or an entity other than an item or property
-(e.g. a lexeme) is skipped and counted by reason; the first few are logged with their line number and byte
-offset, and the final log line gives the counts. A truncated or corrupt compressed file stops the run with an
-error naming the file and how far it got; the tables are written to temporary files and renamed only when
-complete, so a failed run leaves no table that looks complete.
+(e.g. a lexeme), or whose id is not Q/P and a number without leading zero of at most 18 digits
+(``preprocess.core.formats.tables.ENTITY_ID``), is skipped and counted by reason; the first few are logged with
+their line number and byte offset, and the final log line gives the counts. Every statement of an entity that gets
+a row is a triple or a named count (``preprocess.core.formats.ingest_summary``: ``statements`` = ``triples`` +
+deprecated, filtered, without a value, value not an item, statements of properties, and the skips of malformed
+statements: an item value whose id is malformed or disagrees with its numeric-id, a claim key that is not a
+property id, claims given as a list; the first few logged with entity and relation). A truncated or corrupt
+compressed file stops the run with an error naming the file and how far it got; the tables are written to temporary
+files and renamed only when complete, so a failed run leaves no table that looks complete.
 
 Speed: one reader process decompresses (``preprocess.core.text_blocks``: isal for gzip, lbzip2 for bzip2) and cuts
 the stream into blocks of whole lines; ``--workers`` parser processes decode them with msgspec typed Structs that
@@ -72,6 +77,7 @@ from preprocess.core.formats.ingest_summary import (
     INVALID_JSON,
     ITEM,
     MALFORMED_RELATION,
+    MALFORMED_STATEMENTS,
     MALFORMED_VALUE,
     NO_VALUE,
     NOT_AN_ENTITY,
@@ -80,10 +86,9 @@ from preprocess.core.formats.ingest_summary import (
     OF_PROPERTIES,
     OTHER_ENTITY_TYPE,
     PROPERTY,
-    STATEMENTS,
     SHARDS_DIR,
-    MALFORMED_STATEMENTS,
     SKIP_REASONS,
+    STATEMENTS,
     SUMMARY_FILE,
     kind_counts,
     log_summary,
@@ -357,10 +362,13 @@ class BlockParser:
         target = value.value
         if type(target) is not EntityValue:
             return self.malformed_value(counts, head, relation, "an entity value that is not an object")
-        if target.entity_type is None and target.id is not None and target.id[:1] != "Q":
-            counts[NOT_AN_ITEM_VALUE] += 1  # today's format names the type by the prefix: P31, L5, ...
-            return None
-        if target.entity_type not in (ITEM, None):
+        if target.entity_type is None:  # today's format may name the type by the id's prefix alone: Q5, P31, L5
+            if target.id is None:
+                return self.malformed_value(counts, head, relation, "neither an entity-type nor an id")
+            if target.id[:1] != "Q":
+                counts[NOT_AN_ITEM_VALUE] += 1
+                return None
+        elif target.entity_type != ITEM:
             counts[NOT_AN_ITEM_VALUE] += 1
             return None
         tail = target.id

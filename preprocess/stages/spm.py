@@ -72,10 +72,11 @@ def sample_texts(table):
     return out
 
 
-def read_sample_texts(parquet, limit):
-    """At most ``limit`` sample texts of a samples file (``open_sentences``/``open_reasoning``), the first rows of
-    every row group alike: the stages write their rows grouped by language, so the first rows of the file alone
-    could all be one language."""
+def read_sample_texts(path, limit, open_samples=open_sentences):
+    """At most ``limit`` sample texts of a samples file (or its directory; ``open_samples``: its format's reader),
+    the first rows of every row group alike: the stages write their rows grouped by language, so the first rows of
+    the file alone could all be one language."""
+    parquet = open_samples(path, ["spans"])
     per_group = -(-limit // max(parquet.num_row_groups, 1))
     texts = []
     for group in range(parquet.num_row_groups):
@@ -98,9 +99,9 @@ def read_lines(path, limit):
 def training_texts(sentences=(), reasoning=(), plain=(), limit=1_000_000):
     texts = []
     for path in sentences:
-        texts += read_sample_texts(open_sentences(path, ["spans"]), limit)
+        texts += read_sample_texts(path, limit)
     for path in reasoning:
-        texts += read_sample_texts(open_reasoning(path, ["spans"]), limit)
+        texts += read_sample_texts(path, limit, open_reasoning)
     for spec in plain:
         path = Path(spec.split("=", 1)[1] if "=" in spec and not Path(spec).exists() else spec)
         if not path.is_file():

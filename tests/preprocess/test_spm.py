@@ -144,7 +144,6 @@ def test_training_text_of_samples_renders_sentences_and_spreads_over_row_groups(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from preprocess.core.formats.reasoning import open_reasoning
     from preprocess.stages.spm import read_sample_texts
 
     def row(head, relation, tail, sentences=1):
@@ -155,7 +154,7 @@ def test_training_text_of_samples_renders_sentences_and_spreads_over_row_groups(
     rows = [row("Belgium", "shares border with", "Germany", 2)] * 3 + [row("Belgien", "grenzt an", "Deutschland")] * 3
     path = tmp_path / "reasoning.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=3)  # one language per row group
-    assert read_sample_texts(open_reasoning(path, ["spans"]), 2) == [
+    assert read_sample_texts(path, 2) == [
         "Belgium shares border with Germany . Belgium shares border with Germany .",
         "Belgien grenzt an Deutschland ."]
 
