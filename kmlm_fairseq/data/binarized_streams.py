@@ -18,9 +18,11 @@ from fairseq.data import ConcatDataset, PrependTokenDataset, TokenBlockDataset, 
 from fairseq.data.indexed_dataset import MMapIndexedDataset
 
 from kmlm_fairseq.data.cycled_dataset import CycledDataset
-from preprocess.core.seeds import derive_seed
-from preprocess.core.span_tags import SPECIAL, pack_tags
 from kmlm_fairseq.data.tagged_tokens_dataset import TaggedTokensDataset
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.indexed import check_indexed_dataset
+from preprocess.core.seeds import derive_seed
+from preprocess.core.span_tags import SPECIAL, TAG_DTYPE, pack_tags
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +48,24 @@ def stream_languages(data, stream, split, languages=()):
     return [lang for lang in found if not languages or lang in languages]
 
 
+def checked_dataset(prefix, dtype=None):
+    """(fairseq's MMapIndexedDataset of ``prefix``, its sizes), opened once its index is checked against its data
+    file (``check_indexed_dataset``): a damaged file stops the task while it loads (ValueError naming the file),
+    before the first update."""
+    try:
+        sizes, _ = check_indexed_dataset(prefix, dtype)
+    except UserFacingError as err:
+        raise ValueError(str(err)) from None
+    return MMapIndexedDataset(prefix), sizes
+
+
 def concat(datasets):
     return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
 
 
 def load_plain(directory, split, dictionary, tokens_per_sample, break_mode):
     """Plain text in blocks of at most tokens_per_sample tokens, <s> included; longer lines are truncated."""
-    lines = concat([MMapIndexedDataset(prefix) for prefix in shard_prefixes(directory, split)])
+    lines = concat([checked_dataset(prefix)[0] for prefix in shard_prefixes(directory, split)])
     if break_mode != "none":
         lines = TruncateDataset(lines, tokens_per_sample - 1)
     blocks = TokenBlockDataset(lines, lines.sizes, tokens_per_sample - 1, pad=dictionary.pad(),
@@ -66,10 +79,24 @@ def load_tagged(directory, split, dictionary):
     for prefix in shard_prefixes(directory, split):
         if not MMapIndexedDataset.exists(prefix + TAGS_SUFFIX):
             raise FileNotFoundError(f"{prefix}.bin has no span tags: expected {prefix}{TAGS_SUFFIX}.bin/.idx")
-        tokens = PrependTokenDataset(MMapIndexedDataset(prefix), dictionary.bos())
-        tags = PrependTokenDataset(MMapIndexedDataset(prefix + TAGS_SUFFIX), SPECIAL_TAG)
+        tokens, token_sizes = checked_dataset(prefix)
+        tags, tag_sizes = checked_dataset(prefix + TAGS_SUFFIX, TAG_DTYPE)
+        if not np.array_equal(token_sizes, tag_sizes):
+            raise ValueError(misaligned(prefix, token_sizes, tag_sizes))
+        tokens = PrependTokenDataset(tokens, dictionary.bos())
+        tags = PrependTokenDataset(tags, SPECIAL_TAG)
         shards.append(TaggedTokensDataset(tokens, tags, name=prefix))
     return concat(shards)
+
+
+def misaligned(prefix, token_sizes, tag_sizes):
+    """What is wrong when a tag dataset does not hold one tag per token of its token dataset."""
+    where = f"{prefix}.bin/.idx and {prefix}{TAGS_SUFFIX}.bin/.idx"
+    if len(token_sizes) != len(tag_sizes):
+        return f"{where}: {len(token_sizes)} token samples but {len(tag_sizes)} tag samples"
+    first = int(np.flatnonzero(token_sizes != tag_sizes)[0])
+    return (f"{where}: sample {first} has {token_sizes[first]} tokens but {tag_sizes[first]} tags "
+            f"({int((token_sizes != tag_sizes).sum())} samples differ)")
 
 
 def temperature_sizes(lengths, alpha):

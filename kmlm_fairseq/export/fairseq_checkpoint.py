@@ -7,6 +7,7 @@ data-iterator state. Only ``cfg.model`` and ``model`` matter here, so checkpoint
 checkpoint may pickle its config objects.
 """
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -52,8 +53,8 @@ def read_checkpoint(path):
         raise UserFacingError(f"{path} does not exist")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except Exception as err:  # torch/pickle raise many types; the message says what was wrong
-        raise UserFacingError(f"cannot load the fairseq checkpoint {path}: {type(err).__name__}: {err}") from err
+    except Exception as err:  # torch/pickle raise many types, and fairseq's upgrade KeyErrors on other dicts
+        raise UserFacingError(not_a_checkpoint(path, err)) from err
     if state.get("cfg") is None or "model" not in state:
         raise UserFacingError(f"{path} is not a fairseq training checkpoint (no cfg/model entries)")
     try:
@@ -65,6 +66,28 @@ def read_checkpoint(path):
         raise UserFacingError(f"{path}: model {name!r} is not fairseq's RoBERTa")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
     return cfg, weights
+
+
+def not_a_checkpoint(path, err):
+    """Why ``path`` failed to load as a fairseq checkpoint, in one line: not a PyTorch file at all, a PyTorch file
+    holding something else than fairseq's checkpoint dict, or (the error's first line) a checkpoint that is."""
+    try:
+        state = torch.load(path, map_location="cpu")  # weights_only (torch >= 2.6): a check runs no pickled code
+    except Exception as load_error:  # any unpickling error means the same thing here
+        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", str(load_error))
+        if unsupported:
+            return (f"{path} is not a fairseq checkpoint: it pickles a {unsupported[1]} object, which no checkpoint "
+                    "holds (refused by torch.load's weights-only loading)")
+        return f"{path} is not a PyTorch checkpoint ({type(load_error).__name__}: {first_line(load_error)})"
+    if not isinstance(state, dict) or "model" not in state:
+        keys = f"a dict with keys {', '.join(map(str, list(state)[:8]))}" if isinstance(state, dict) else \
+            f"a {type(state).__name__}"
+        return f"{path} is a PyTorch file but not a fairseq training checkpoint: it holds {keys}, no 'model' entry"
+    return f"cannot load the fairseq checkpoint {path}: {type(err).__name__}: {first_line(err)}"
+
+
+def first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def build_model(model_cfg, dictionary):

@@ -6,7 +6,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.core.errors import UserFacingError
 
 
 @contextlib.contextmanager
@@ -71,13 +70,3 @@ class FixedGroupWriter:
 
 
 ROWS_PER_GROUP = 500_000
-
-
-def file_in(path, default_name):
-    """``path`` itself if it is a file, else ``path/default_name``; a clear error if neither exists."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / default_name
-    if not path.is_file():
-        raise UserFacingError(f"{path}: no such file (expected {default_name} or its directory)")
-    return path

@@ -46,12 +46,11 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.binarized_output import (
@@ -68,8 +67,8 @@ from preprocess.core.binarized_output import (
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats import indexed
 from preprocess.core.formats.indexed import SUMMARY_FILE, TAGS, TOKENS, TRAIN, VALID
-from preprocess.core.formats.reasoning import REASONING_FILE
-from preprocess.core.formats.sentences import SENTENCES_FILE
+from preprocess.core.formats.reasoning import REASONING_FILE, open_reasoning
+from preprocess.core.formats.sentences import SENTENCES_FILE, open_sentences
 from preprocess.core.formats.spans import SENTENCE_END
 from preprocess.core.io import write_text
 from preprocess.core.languages import PIVOT_LANGUAGE, parse_languages
@@ -109,16 +108,16 @@ def too_long(what):
 @dataclass(frozen=True)
 class SampleKind:
     name: str  # KNOWLEDGE | REASONING: the output directory
-    default_file: str
+    open_input: Callable  # the format's reader: (path, columns) -> ParquetInput
     key_column: str  # the held-out group
     lang_column: str
     columns: tuple
 
 
 KINDS = {
-    KNOWLEDGE: SampleKind(KNOWLEDGE, SENTENCES_FILE, "triple_index", "lang_pair",
+    KNOWLEDGE: SampleKind(KNOWLEDGE, open_sentences, "triple_index", "lang_pair",
                           ("spans", "triple_index", "lang_pair")),
-    REASONING: SampleKind(REASONING, REASONING_FILE, "cycle_id", "lang", ("spans", "cycle_id", "kind", "lang")),
+    REASONING: SampleKind(REASONING, open_reasoning, "cycle_id", "lang", ("spans", "cycle_id", "kind", "lang")),
 }
 
 
@@ -146,33 +145,23 @@ def row_languages(kind, column, selected):
 
 
 def input_files(paths, kind):
-    files = []
-    for path in paths:
-        path = Path(path)
-        path = path / KINDS[kind].default_file if path.is_dir() else path
-        if not path.is_file():
-            raise UserFacingError(f"{path}: no such file (expected {KINDS[kind].default_file} or its directory)")
-        missing = [c for c in KINDS[kind].columns if c not in pq.read_schema(path).names]
-        if missing:
-            raise UserFacingError(f"{path} lacks column(s) {', '.join(missing)}: is it a {kind} samples file?")
-        files.append(path)
-    return files
+    """The sample files of ``kind`` (files or their directories), opened and checked."""
+    return [KINDS[kind].open_input(path, KINDS[kind].columns) for path in paths]
 
 
-def iter_row_batches(paths, columns, chunk_rows, start=0, end=None):
+def iter_row_batches(inputs, columns, chunk_rows, start=0, end=None):
     """(record batch, global row number of its first row) over the rows [start, end) of the files taken as one
     table, at most ``chunk_rows`` rows per batch; only the row groups overlapping the range are read."""
     base = 0
-    for path in paths:
-        parquet = pq.ParquetFile(path)
-        n = parquet.metadata.num_rows
+    for parquet in inputs:
+        n = parquet.num_rows
         lo, hi = max(start - base, 0), min((n + base if end is None else end) - base, n)
         if lo < hi:
-            sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+            sizes = parquet.row_group_rows()
             group_starts = np.concatenate([[0], np.cumsum(sizes)])
             groups = [i for i in range(len(sizes)) if group_starts[i] < hi and group_starts[i + 1] > lo]
             row = int(group_starts[groups[0]])
-            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=list(columns)):
+            for batch in parquet.iter_batches(chunk_rows, row_groups=groups, columns=list(columns)):
                 b_lo, b_hi = max(lo - row, 0), min(hi - row, batch.num_rows)
                 if b_lo < b_hi:
                     yield batch.slice(b_lo, b_hi - b_lo), base + row + b_lo
@@ -180,15 +169,15 @@ def iter_row_batches(paths, columns, chunk_rows, start=0, end=None):
         base += n
 
 
-def total_rows(paths):
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+def total_rows(inputs):
+    return sum(parquet.num_rows for parquet in inputs)
 
 
-def plan_held_out(kind, paths, languages, seed, fraction, valid_max, chunk_rows):
+def plan_held_out(kind, inputs, languages, seed, fraction, valid_max, chunk_rows):
     """First pass over the key and language columns of all rows: {language: valid threshold}."""
     spec, salt = KINDS[kind], held_out_salt(seed, kind)
     planner = HeldOutPlanner(fraction, valid_max)
-    for batch, _ in iter_row_batches(paths, (spec.key_column, spec.lang_column), chunk_rows):
+    for batch, _ in iter_row_batches(inputs, (spec.key_column, spec.lang_column), chunk_rows):
         codes, names, _, _ = row_languages(kind, batch.column(spec.lang_column), languages)
         hashes = held_out_hash(batch.column(spec.key_column).fill_null(-1).to_numpy(), salt)
         for code in np.unique(codes[codes >= 0]):
@@ -360,19 +349,20 @@ def entity_indices(ids, row_of_span, n_rows):
     return (order_rank - (np.cumsum(per_row) - per_row)[first_row])[inverse.ravel()]
 
 
-def binarize_kind(kind, paths, data_dir, tokenizer, max_length=128, languages=None, seed=1, valid_fraction=0.01,
+def binarize_kind(kind, inputs, data_dir, tokenizer, max_length=128, languages=None, seed=1, valid_fraction=0.01,
                   valid_max=1000, workers=1, chunk_rows=100_000, shard_size=10_000_000, part=None):
-    """Binarize one kind's sample files into ``data_dir/kind`` (or its part); returns the summary it writes."""
+    """Binarize one kind's sample files (``input_files``) into ``data_dir/kind`` (or its part); returns the summary
+    it writes."""
     started = time.perf_counter()
     root = output_root(data_dir, kind, part)
     start_output(root)
-    thresholds = plan_held_out(kind, paths, languages, seed, valid_fraction, valid_max, chunk_rows)
-    n = total_rows(paths)
+    thresholds = plan_held_out(kind, inputs, languages, seed, valid_fraction, valid_max, chunk_rows)
+    n = total_rows(inputs)
     start, end = (0, n) if part is None else (n * part[0] // part[1], n * (part[0] + 1) // part[1])
     streams = {TOKENS: indexed.best_fitting_int_dtype(max(len(tokenizer), tokenizer.mask + 1)),
                TAGS: np.dtype(TAG_DTYPE)}
     writers, counts, bad_logged = DatasetWriters(root, streams, shard_size), Counter(), 0
-    chunks = iter_row_batches(paths, KINDS[kind].columns, chunk_rows, start, end)
+    chunks = iter_row_batches(inputs, KINDS[kind].columns, chunk_rows, start, end)
     init_args = (kind, tokenizer, max_length, languages, thresholds, seed)
     try:
         with tqdm(total=end - start, unit="sample", desc=f"binarize {kind}", mininterval=1) as bar:
@@ -389,7 +379,7 @@ def binarize_kind(kind, paths, data_dir, tokenizer, max_length=128, languages=No
         raise
     summary = {
         "kind": kind,
-        "inputs": [str(Path(p).resolve()) for p in paths],
+        "inputs": [str(parquet.path.resolve()) for parquet in inputs],
         "part": None if part is None else {"index": part[0], "count": part[1], "rows": [start, end]},
         "settings": {"max_length": max_length, "languages": list(languages) if languages else None, "seed": seed,
                      "valid_fraction": valid_fraction, "valid_max": valid_max, "shard_size": shard_size,
@@ -434,9 +424,9 @@ def run(args):
     languages = parse_languages(args.languages) if args.languages is not None else None  # "" is an error, not all
     inputs = {KNOWLEDGE: input_files(args.sentences, KNOWLEDGE), REASONING: input_files(args.reasoning, REASONING)}
     tokenizer = install_tokenizer(args, args.output)
-    for kind, paths in inputs.items():
-        if paths:
-            binarize_kind(kind, paths, args.output, tokenizer, args.max_length, languages, args.seed,
+    for kind, files in inputs.items():
+        if files:
+            binarize_kind(kind, files, args.output, tokenizer, args.max_length, languages, args.seed,
                           args.valid_fraction, args.valid_max, args.workers, args.chunk_size, args.shard_size,
                           args.part)
     return 0

@@ -13,14 +13,12 @@ from collections import Counter
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.cycle_triples import DIAMOND, TRIANGLE, edge_key
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.heldout_cycles import HELDOUT_FILE, HeldOutCycles
-from preprocess.core.formats.reasoning import REASONING_FILE
-from preprocess.core.io import file_in
+from preprocess.core.formats.reasoning import REASONING_FILE, REASONING_SCHEMA, open_reasoning
 
 
 def add_arguments(parser):
@@ -75,16 +73,15 @@ def leaking_samples(heldout, spans, path, first_row):
 
 def check_leakage(xlr, reasoning, batch_size=65536):
     """(samples checked, held-out cycles, reasoning path, [(row, cycle_id or None, [held-out rows])] per leak)."""
-    heldout = HeldOutCycles.from_parquet(file_in(xlr, HELDOUT_FILE))
-    path = file_in(reasoning, REASONING_FILE)
-    parquet = pq.ParquetFile(path)
-    if "spans" not in parquet.schema_arrow.names:
-        raise UserFacingError(f"{path} has no 'spans' column: is it a reasoning.parquet?")
-    columns = ["spans"] + (["cycle_id"] if "cycle_id" in parquet.schema_arrow.names else [])
-    total, leaks = parquet.metadata.num_rows, []
+    heldout = HeldOutCycles.from_parquet(xlr)
+    parquet = open_reasoning(reasoning, ["spans"])
+    path = parquet.path
+    columns = ["spans"] + (["cycle_id"] if parquet.has("cycle_id") else [])
+    parquet.require(REASONING_SCHEMA, columns)
+    total, leaks = parquet.num_rows, []
     with tqdm(total=total, desc="check-leakage", unit="sample", mininterval=2) as progress:
         first_row = 0
-        for batch in parquet.iter_batches(columns=columns, batch_size=batch_size):
+        for batch in parquet.iter_batches(batch_size, columns=columns):
             for row, rows in leaking_samples(heldout, batch.column(0), path, first_row):
                 cycle_id = batch.column(1)[row - first_row].as_py() if len(columns) > 1 else None
                 leaks.append((row, cycle_id, rows))

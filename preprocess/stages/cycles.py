@@ -86,7 +86,7 @@ from preprocess.core.formats.cycles import (
     TOP_HUBS,
     encode_distribution,
 )
-from preprocess.core.formats.tables import TRIPLES_FILE, existing_table
+from preprocess.core.formats.tables import TRIPLES_FILE, open_triples
 from preprocess.core.io import atomic_path, write_text
 
 logger = logging.getLogger(__name__)
@@ -121,23 +121,6 @@ DEFAULT_MAX_CYCLES_PER_ENTITY = 1000
 
 # ---------------------------------------------------------------------------------------------------------------
 # Files
-
-
-def read_entity_columns(path):
-    """The head and tail columns of triples.parquet, checked: string-typed and without nulls."""
-    schema = pq.read_schema(path)
-    for name in ("head", "tail"):
-        if name not in schema.names:
-            raise UserFacingError(f"{path} has no column {name!r} (columns: {', '.join(schema.names)})")
-        if not (pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)):
-            raise UserFacingError(f"{path}: column {name!r} is {schema.field(name).type}, expected string")
-    table = pq.read_table(path, columns=["head", "tail"])
-    for name in ("head", "tail"):
-        column = table.column(name)
-        if column.null_count:
-            first = pc.index(pc.is_null(column), True).as_py()
-            raise UserFacingError(f"{path}: {column.null_count} null value(s) in column {name!r}, first at row {first}")
-    return table.column("head"), table.column("tail")
 
 
 def _cycles_table(names, nodes, kind, first_id):
@@ -213,8 +196,9 @@ def run(args):
     if args.max_apexes > MAX_APEXES_LIMIT:
         raise UserFacingError(f"--max-apexes above {MAX_APEXES_LIMIT} is not supported: use 0 (or none) for no cap")
     started = time.perf_counter()
-    triples_path = existing_table(args.input, TRIPLES_FILE)
-    head, tail = read_entity_columns(triples_path)
+    triples = open_triples(args.input, ("head", "tail")).read()
+    head, tail = triples.column("head"), triples.column("tail")
+    del triples
     graph = build_graph(head, tail)
     graph_summary = graph_stats(graph, entity_triple_counts(head, tail, graph.names))
     del head, tail

@@ -8,15 +8,8 @@ import logging
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.tables import (
-    ENTITIES_FILE,
-    description_column,
-    existing_table,
-    table_languages,
-)
+from preprocess.core.formats.tables import description_column, open_entities
 from preprocess.core.io import write_text
 from preprocess.core.languages import parse_languages
 
@@ -29,14 +22,8 @@ def one_line(text):
 
 def write_descriptions(tables_dir, output_dir, languages=None):
     """Write one text file per language; return {lang: lines written}."""
-    path = existing_table(tables_dir, ENTITIES_FILE)
-    made_for = table_languages(pq.read_schema(path))
-    languages = languages or made_for
-    missing = [lang for lang in languages if lang not in made_for]
-    if missing:
-        raise UserFacingError(f"{path} has no columns for language(s) {', '.join(missing)}; it was made for "
-                              f"{', '.join(made_for)}: re-run ingest with --languages or pass --languages")
-    table = pq.read_table(path, columns=[description_column(lang) for lang in languages])
+    entities, languages = open_entities(tables_dir, languages or None, per_language=(description_column,))
+    table = entities.read([description_column(lang) for lang in languages])
     written = {}
     for lang in languages:
         column = table.column(description_column(lang))

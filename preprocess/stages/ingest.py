@@ -31,10 +31,15 @@ to its id; anything else is an error naming the file and line.
   Property rows are kept whole when no --relation-list is given, so relations keep their labels.
 
 Bad input: a line that is not valid JSON, not an entity object, or an entity other than an item or property
-(e.g. a lexeme) is skipped and counted by reason; the first few are logged with their line number and byte
-offset, and the final log line gives the counts. A truncated or corrupt compressed file stops the run with an
-error naming the file and how far it got; the tables are written to temporary files and renamed only when
-complete, so a failed run leaves no table that looks complete.
+(e.g. a lexeme), or whose id is not Q/P and a number without leading zero of at most 18 digits
+(``preprocess.core.formats.tables.ENTITY_ID``), is skipped and counted by reason; the first few are logged with
+their line number and byte offset, and the final log line gives the counts. Every statement of an entity that gets
+a row is a triple or a named count (``preprocess.core.formats.ingest_summary``: ``statements`` = ``triples`` +
+deprecated, filtered, without a value, value not an item, statements of properties, and the skips of malformed
+statements: an item value whose id is malformed or disagrees with its numeric-id, a claim key that is not a
+property id, claims given as a list; the first few logged with entity and relation). A truncated or corrupt
+compressed file stops the run with an error naming the file and how far it got; the tables are written to temporary
+files and renamed only when complete, so a failed run leaves no table that looks complete.
 
 Speed: one reader process decompresses (``preprocess.core.text_blocks``: isal for gzip, lbzip2 for bzip2) and cuts
 the stream into blocks of whole lines; ``--workers`` parser processes decode them with msgspec typed Structs that
@@ -65,15 +70,25 @@ from tqdm import tqdm
 from preprocess.core import text_blocks
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.ingest_summary import (
+    CLAIMS_NOT_A_MAP,
+    DEPRECATED,
     DUPLICATES,
+    FILTERED,
     INVALID_JSON,
     ITEM,
+    MALFORMED_RELATION,
+    MALFORMED_STATEMENTS,
+    MALFORMED_VALUE,
+    NO_VALUE,
     NOT_AN_ENTITY,
+    NOT_AN_ITEM_VALUE,
     NOT_UTF8,
+    OF_PROPERTIES,
     OTHER_ENTITY_TYPE,
     PROPERTY,
     SHARDS_DIR,
     SKIP_REASONS,
+    STATEMENTS,
     SUMMARY_FILE,
     kind_counts,
     log_summary,
@@ -82,6 +97,9 @@ from preprocess.core.formats.ingest_summary import (
 )
 from preprocess.core.formats.tables import (
     ENTITIES_FILE,
+    ENTITY_ID,
+    ITEM_ID,
+    PROPERTY_ID,
     TRIPLES_FILE,
     TRIPLES_SCHEMA,
     FirstOccurrence,
@@ -101,6 +119,8 @@ LANGUAGE_FALLBACKS = {"zh": ("zh", "zh-hans", "zh-cn", "zh-sg", "zh-my", "zh-han
 LOGGED_BAD_LINES = 10
 
 ID_PREFIXES = {ITEM: "Q", PROPERTY: "P"}
+IS_ITEM_ID, IS_PROPERTY_ID = ITEM_ID.fullmatch, PROPERTY_ID.fullmatch  # bound once: called per statement
+LOGGED_BAD_STATEMENTS = 10
 WHITESPACE, COMMA, BRACKETS = b" \t\r", ord(","), b"[]"
 
 
@@ -192,6 +212,7 @@ class BlockResult:
     triples: pa.RecordBatch
     counts: Counter
     bad_lines: list = field(default_factory=list)
+    bad_statements: list = field(default_factory=list)  # the first few malformed statements, described
 
 
 class BlockParser:
@@ -209,6 +230,7 @@ class BlockParser:
     def __call__(self, block):
         counts, bad_lines = Counter(), []
         self.kept, self.ids_in_block, self.triple_columns = [], set(), ([], [], [])
+        self.bad_statements = []
         data, view, line_no, pos = block.data, memoryview(block.data), block.first_line, 0
         while pos < len(data):
             newline = data.find(b"\n", pos)
@@ -226,7 +248,7 @@ class BlockParser:
         counts["bytes"] += len(data)
         triples = pa.RecordBatch.from_arrays([pa.array(col, pa.string()) for col in self.triple_columns],
                                              schema=TRIPLES_SCHEMA)
-        return BlockResult(self.entity_batch(self.kept), triples, counts, bad_lines)
+        return BlockResult(self.entity_batch(self.kept), triples, counts, bad_lines, self.bad_statements)
 
     def parse_line(self, line, counts):
         """Decode one line (without its newline) and extract it; None, or (skip reason, detail) if it is bad."""
@@ -250,7 +272,7 @@ class BlockParser:
             return NOT_UTF8, str(err)
         if entity.type not in (ITEM, PROPERTY):
             return OTHER_ENTITY_TYPE, f"type {entity.type!r}"
-        if entity.id[:1] != ID_PREFIXES[entity.type] or not (entity.id[1:].isascii() and entity.id[1:].isdigit()):
+        if entity.id[:1] != ID_PREFIXES[entity.type] or not ENTITY_ID.fullmatch(entity.id):
             return NOT_AN_ENTITY, f"{entity.type} with id {entity.id!r}"
         self.extract_entity(entity, counts)
         return None
@@ -275,8 +297,18 @@ class BlockParser:
             return
         self.ids_in_block.add(entity.id)
         self.kept.append(entity)
-        if entity.type == ITEM and not isinstance(entity.claims, list):
-            self.add_triples(entity.id, entity.claims, counts)
+        claims = entity.claims
+        statements = len(claims) if isinstance(claims, list) else sum(map(len, claims.values()))
+        if not statements:  # (no zero counts: summaries of shards add up to a single run's)
+            return
+        counts[STATEMENTS] += statements
+        if isinstance(claims, list):  # an empty claim map may be [] in old dumps; anything else is malformed
+            counts[CLAIMS_NOT_A_MAP] += statements
+            self.note_bad_statement(entity.id, None, f"claims is a list of {statements}, not a map")
+        elif entity.type != ITEM:
+            counts[OF_PROPERTIES] += statements
+        else:
+            self.add_triples(entity.id, claims, counts)
 
     def entity_batch(self, entities):
         """The entities table rows of ``entities``: id, kind, then per language its label, aliases, description,
@@ -295,38 +327,70 @@ class BlockParser:
         )
 
     def add_triples(self, head, claims, counts):
+        """Append the triples of an item's statements; count every other statement by reason."""
         entity_ids, relation_ids = self.config.entity_ids, self.config.relation_ids
         heads, relations, tails = self.triple_columns
         for relation, statements in claims.items():
+            if not IS_PROPERTY_ID(relation) and statements:
+                counts[MALFORMED_RELATION] += len(statements)
+                self.note_bad_statement(head, relation, "not a property id")
+                continue
             relation_kept = relation_ids is None or relation in relation_ids
             for statement in statements:
-                tail = self.item_value(statement.mainsnak)
+                tail = self.item_value(statement.mainsnak, counts, head, relation)
                 if tail is None:
                     continue
                 if statement.rank == "deprecated":
-                    counts["deprecated statements skipped"] += 1
+                    counts[DEPRECATED] += 1
                 elif not relation_kept or (entity_ids is not None and tail not in entity_ids):
-                    counts["triples filtered out"] += 1
+                    counts[FILTERED] += 1
                 else:
                     heads.append(head)
                     relations.append(relation)
                     tails.append(tail)
 
-    def item_value(self, snak):
-        """The item id ("Q5") a main snak points to, or None (no value, or a value that is not an item)."""
+    def item_value(self, snak, counts, head, relation):
+        """The item id ("Q5") the main snak of statement ``head relation ...`` points to; None for any other
+        statement, counted by reason."""
         value = snak.datavalue
-        if snak.snaktype != "value" or value is None or value.type != "wikibase-entityid":
+        if snak.snaktype != "value" or value is None:
+            counts[NO_VALUE] += 1
+            return None
+        if value.type != "wikibase-entityid":
+            counts[NOT_AN_ITEM_VALUE] += 1
             return None
         target = value.value
         if type(target) is not EntityValue:
+            return self.malformed_value(counts, head, relation, "an entity value that is not an object")
+        if target.entity_type is None:  # today's format may name the type by the id's prefix alone: Q5, P31, L5
+            if target.id is None:
+                return self.malformed_value(counts, head, relation, "neither an entity-type nor an id")
+            if target.id[:1] != "Q":
+                counts[NOT_AN_ITEM_VALUE] += 1
+                return None
+        elif target.entity_type != ITEM:
+            counts[NOT_AN_ITEM_VALUE] += 1
             return None
-        if target.entity_type is None and target.id is not None:
-            return target.id if target.id[:1] == "Q" else None
-        if target.entity_type != ITEM:
-            return None
-        if target.id is not None:
-            return target.id
-        return None if target.numeric_id is None else f"Q{target.numeric_id}"
+        tail = target.id
+        if target.numeric_id is not None:
+            numbered = f"Q{target.numeric_id}"
+            if tail is not None and tail != numbered:
+                return self.malformed_value(counts, head, relation,
+                                            f"id {tail!r} but numeric-id {target.numeric_id}")
+            tail = numbered
+        if tail is None or not IS_ITEM_ID(tail):
+            return self.malformed_value(counts, head, relation,
+                                        "no item id" if tail is None else f"item id {tail!r}")
+        return tail
+
+    def malformed_value(self, counts, head, relation, what):
+        counts[MALFORMED_VALUE] += 1
+        self.note_bad_statement(head, relation, f"malformed item value: {what}")
+        return None
+
+    def note_bad_statement(self, entity_id, relation, what):
+        if len(self.bad_statements) < LOGGED_BAD_STATEMENTS:
+            self.bad_statements.append(f"{entity_id}{'' if relation is None else f' {relation!r}'}: {what}")
 
 
 def _pick(term_tuples, variants):
@@ -342,7 +406,7 @@ def parse_blocks(blocks, config, workers):
 
 
 # --- Settings -------------------------------------------------------------------------------------------------
-ID_PATTERNS = {"entity": re.compile(r"[QP][1-9][0-9]*"), "relation": re.compile(r"P[1-9][0-9]*")}
+ID_PATTERNS = {"entity": ENTITY_ID, "relation": PROPERTY_ID}
 
 
 def read_id_list(path, what):
@@ -351,9 +415,13 @@ def read_id_list(path, what):
     if not path.is_file():
         raise UserFacingError(f"--{what}-list {path}: no such file")
     ids = set()
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            text = line.strip()
+    with open(path, "rb") as f:
+        for line_no, data in enumerate(f, 1):
+            try:
+                text = data.decode("utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise UserFacingError(f"{path}:{line_no}: not UTF-8 (byte 0x{data[err.start]:02x} at offset "
+                                      f"{err.start}): is it a list of ids, one per line?") from None
             if not text or text.startswith("#"):
                 continue
             token = text.split(None, 1)[0].rsplit("/", 1)[-1]
@@ -402,6 +470,8 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
     """
     inputs = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     for path in inputs:
+        if path.is_dir():
+            raise UserFacingError(f"{path} is a directory: pass the dump file(s) in it (e.g. {path}/*.json.bz2)")
         if not path.is_file():
             raise UserFacingError(f"{path}: no such dump file")
     config = ParseConfig(
@@ -418,6 +488,7 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
         blocks = (b for r in reads for b in text_blocks.iter_blocks(r.path, chunk_bytes, r.start, r.end, on_read))
         for result in parse_blocks(blocks, config, workers):
             _log_bad_lines(result, seen_before=sum(counts[r] for r in SKIP_REASONS))
+            _log_bad_statements(result, seen_before=sum(counts[r] for r in MALFORMED_STATEMENTS))
             counts.update(result.counts)
             entities, duplicate_ids = first.drop_seen(result.entities)
             triples = drop_heads(result.triples, duplicate_ids)
@@ -449,6 +520,14 @@ def _log_bad_lines(result, seen_before):
         logger.warning("skipped %s", bad)
     if seen_before <= LOGGED_BAD_LINES < seen_before + sum(result.counts[r] for r in SKIP_REASONS):
         logger.warning("more than %d bad lines: the rest are counted, not shown", LOGGED_BAD_LINES)
+
+
+def _log_bad_statements(result, seen_before):
+    """Log the first LOGGED_BAD_STATEMENTS malformed statements of the run (the rest are only counted)."""
+    for text in result.bad_statements[:max(0, LOGGED_BAD_STATEMENTS - seen_before)]:
+        logger.warning("skipped statement of %s", text)
+    if seen_before <= LOGGED_BAD_STATEMENTS < seen_before + sum(result.counts[r] for r in MALFORMED_STATEMENTS):
+        logger.warning("more than %d malformed statements: the rest are counted, not shown", LOGGED_BAD_STATEMENTS)
 
 
 def _list_info(path, ids):

@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.ingest_summary import (
@@ -39,6 +38,7 @@ from preprocess.core.formats.tables import (
     table_writers,
 )
 from preprocess.core.io import write_text
+from preprocess.core.parquet_input import ParquetInput
 
 logger = logging.getLogger("kmlm-preprocess merge")
 
@@ -120,10 +120,8 @@ def merge(output):
 
 
 def _batches(path, schema):
-    table = pq.ParquetFile(path)
-    if not table.schema_arrow.equals(schema):
-        raise UserFacingError(f"{path} does not have the expected schema {schema}: was it made by this version?")
-    return table.iter_batches(batch_size=READ_BATCH_ROWS)
+    shard = ParquetInput.find(path, path.name, "ingest --shard I/N").require(schema)
+    return shard.iter_batches(READ_BATCH_ROWS)
 
 
 def add_arguments(parser):

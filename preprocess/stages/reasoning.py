@@ -3,7 +3,7 @@
 Input:
   ``--input``   the ingest tables (``preprocess.core.formats.tables``): ``entities.parquet`` (labels),
                 ``triples.parquet``.
-  ``--cycles``  a directory with ``cycles.parquet`` (``cycle_id`` int64, ``kind`` "triangle" | "diamond", ``nodes``
+  ``--cycles``  ``cycles.parquet`` or its directory (``cycle_id`` int64, ``kind`` "triangle" | "diamond", ``nodes``
                 list<string>; see ``preprocess.core.cycle_triples``).
   ``--exclude`` optional Parquet file with columns ``kind``, ``nodes``: cycles held out of pretraining (the XLR
                 dev/test cycles, written by the ``xlr`` stage).
@@ -34,7 +34,6 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_edges
@@ -46,10 +45,9 @@ from preprocess.core.formats.spans import ROLES, spans_array
 from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
 from preprocess.core.formats.tables import (
     LOOKUP_BATCH,
-    TRIPLE_COLUMNS,
-    TRIPLES_FILE,
-    existing_table,
+    TRIPLES_SCHEMA,
     label_column,
+    open_triples,
     read_entity_columns,
     resolve_languages,
 )
@@ -78,12 +76,10 @@ def cycle_pair_keys(cycles):
 
 def triples_on_edges(tables_dir, edge_keys):
     """An EdgeTriples of the triples linking two entities that are adjacent in some cycle."""
-    file = pq.ParquetFile(existing_table(tables_dir, TRIPLES_FILE))
     kept = []
-    for batch in file.iter_batches(batch_size=LOOKUP_BATCH, columns=list(TRIPLE_COLUMNS)):
-        head, tail = batch.column("head").cast(pa.string()), batch.column("tail").cast(pa.string())
-        kept.append(batch.filter(pc.is_in(pair_keys(head, tail), value_set=edge_keys)))
-    table = pa.Table.from_batches(kept, schema=file.schema_arrow) if kept else file.schema_arrow.empty_table()
+    for batch in open_triples(tables_dir).iter_batches(LOOKUP_BATCH):
+        kept.append(batch.filter(pc.is_in(pair_keys(batch.column("head"), batch.column("tail")), value_set=edge_keys)))
+    table = pa.Table.from_batches(kept, schema=TRIPLES_SCHEMA)
     return EdgeTriples.from_table(table), table
 
 
@@ -97,7 +93,7 @@ class CycleLabels:
         self.row = {entity_id: i for i, entity_id in enumerate(entities.column("id").to_pylist())}
         self.missing_row = len(self.row)  # one extra null label for ids not in the table
         self.labels = [
-            pa.concat_arrays([entities.column(label_column(lang)).combine_chunks().cast(pa.string()),
+            pa.concat_arrays([entities.column(label_column(lang)).combine_chunks(),
                               pa.nulls(1, pa.string())])
             for lang in languages
         ]
@@ -177,7 +173,7 @@ def build_reasoning(tables_dir, cycles_dir, output_path, languages, seed, exclud
     held_out = HeldOutCycles.from_parquet(exclude) if exclude is not None else None
     edge_triples, triples = triples_on_edges(tables_dir, cycle_pair_keys(cycles))
     needed_ids = pc.unique(pa.chunked_array(
-        [pc.list_flatten(cycles.column("nodes")).cast(pa.string()), triples.column("relation").cast(pa.string())],
+        [pc.list_flatten(cycles.column("nodes")), triples.column("relation")],
         pa.string(),
     ).combine_chunks())
     labels = CycleLabels(tables_dir, languages, needed_ids)
@@ -201,7 +197,7 @@ def build_reasoning(tables_dir, cycles_dir, output_path, languages, seed, exclud
 
 def add_arguments(parser):
     parser.add_argument("--input", required=True, help="directory with entities.parquet and triples.parquet (ingest)")
-    parser.add_argument("--cycles", required=True, help=f"directory with {CYCLES_FILE} (kmlm-preprocess cycles)")
+    parser.add_argument("--cycles", required=True, help=f"{CYCLES_FILE} or its directory (kmlm-preprocess cycles)")
     parser.add_argument("--output", required=True, help=f"directory to write {REASONING_FILE} to")
     parser.add_argument("--languages", default=None,
                         help="languages to render the samples in (default: all of the entities table), e.g. en,de")

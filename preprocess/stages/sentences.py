@@ -43,7 +43,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.errors import UserFacingError
@@ -59,10 +58,9 @@ from preprocess.core.formats.tables import (
     ENTITIES_FILE,
     LOOKUP_BATCH,
     TRIPLE_COLUMNS,
-    TRIPLES_FILE,
     aliases_column,
-    existing_table,
     label_column,
+    open_triples,
     read_entity_columns,
     resolve_languages,
 )
@@ -151,14 +149,14 @@ class SentenceConfig:
     first_half: bool
 
 
-def triple_entity_rows(triples_path, entity_ids):
+def triple_entity_rows(tables_dir, entity_ids):
     """(3, n_triples) int32: the entities-table row of each triple's head, relation and tail (-1: not in the table)."""
-    file = pq.ParquetFile(triples_path)
-    rows = np.empty((3, file.metadata.num_rows), np.int32)
+    triples = open_triples(tables_dir)
+    rows = np.empty((3, triples.num_rows), np.int32)
     start = 0
-    bar = tqdm(total=file.metadata.num_rows, unit="triple", desc="sentences: look up ids", mininterval=2)
-    for batch in file.iter_batches(batch_size=LOOKUP_BATCH, columns=list(TRIPLE_COLUMNS)):
-        ids = pa.concat_arrays([batch.column(c).cast(pa.string()) for c in TRIPLE_COLUMNS])
+    bar = tqdm(total=triples.num_rows, unit="triple", desc="sentences: look up ids", mininterval=2)
+    for batch in triples.iter_batches(LOOKUP_BATCH):
+        ids = pa.concat_arrays([batch.column(c) for c in TRIPLE_COLUMNS])
         found = pc.fill_null(pc.index_in(ids, value_set=entity_ids), -1).to_numpy()
         rows[:, start:start + batch.num_rows] = found.reshape(3, batch.num_rows)
         start += batch.num_rows
@@ -261,9 +259,9 @@ def build_sentences(tables_dir, output_path, languages, config, sample_fraction=
     if not targets:
         raise UserFacingError("--languages has no language besides English to code-switch into")
     entities = read_entity_columns(tables_dir, languages, with_aliases=True)
-    entity_ids = entities.column("id").combine_chunks().cast(pa.string())
+    entity_ids = entities.column("id").combine_chunks()
     english = LanguageTerms.from_table(entities, PIVOT_LANGUAGE)
-    rows = triple_entity_rows(existing_table(tables_dir, TRIPLES_FILE), entity_ids)
+    rows = triple_entity_rows(tables_dir, entity_ids)
 
     counts = Counter({"triples read": rows.shape[1]})
     reasons = english_skip_reasons(rows, english.has_label)

@@ -41,14 +41,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from preprocess.core import text_blocks
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.reasoning import REASONING_FILE
-from preprocess.core.formats.sentences import SENTENCES_FILE
+from preprocess.core.formats.reasoning import REASONING_FILE, open_reasoning
+from preprocess.core.formats.sentences import SENTENCES_FILE, open_sentences
 from preprocess.core.formats.spans import SENTENCE_END
-from preprocess.core.io import atomic_path, file_in, write_text
+from preprocess.core.io import atomic_path, write_text
 from preprocess.core.tokenizers.base import flatten
 from preprocess.core.tokenizers.dictionary import DICT_FILE
 from preprocess.core.tokenizers.sentencepiece import SPM_FILE
@@ -74,14 +73,15 @@ def sample_texts(table):
     return out
 
 
-def read_sample_texts(path, limit):
-    """At most ``limit`` sample texts, the first rows of every row group alike: the stages write their rows
-    grouped by language, so the first rows of the file alone could all be one language."""
-    parquet = pq.ParquetFile(path)
+def read_sample_texts(path, limit, open_samples=open_sentences):
+    """At most ``limit`` sample texts of a samples file (or its directory; ``open_samples``: its format's reader),
+    the first rows of every row group alike: the stages write their rows grouped by language, so the first rows of
+    the file alone could all be one language."""
+    parquet = open_samples(path, ["spans"])
     per_group = -(-limit // max(parquet.num_row_groups, 1))
     texts = []
     for group in range(parquet.num_row_groups):
-        for batch in parquet.iter_batches(batch_size=per_group, row_groups=[group], columns=["spans"]):
+        for batch in parquet.iter_batches(per_group, row_groups=[group], columns=["spans"]):
             texts += sample_texts(pa.Table.from_batches([batch]))
             break
     return texts[:limit]
@@ -100,9 +100,9 @@ def read_lines(path, limit):
 def training_texts(sentences=(), reasoning=(), plain=(), limit=1_000_000):
     texts = []
     for path in sentences:
-        texts += read_sample_texts(file_in(path, SENTENCES_FILE), limit)
+        texts += read_sample_texts(path, limit)
     for path in reasoning:
-        texts += read_sample_texts(file_in(path, REASONING_FILE), limit)
+        texts += read_sample_texts(path, limit, open_reasoning)
     for spec in plain:
         path = Path(spec.split("=", 1)[1] if "=" in spec and not Path(spec).exists() else spec)
         if not path.is_file():

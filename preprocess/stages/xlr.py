@@ -54,8 +54,10 @@ one question per cycle and no cycle in two splits. The next sample is always the
 So answers, entities and relations spread as evenly as the pool allows (the log reports, per split, the number
 of distinct answers, entities and relations and the largest count of each). Penalties only grow, so a lazy heap
 finds the minimum exactly. The answer positions of a split are a shuffled ``0..5, 0..5, ...`` sequence: each
-position holds the answer equally often (+-1). The default sizes are the paper's (3,000 / 1,000 / 1,050); if fewer
-usable cycles exist, all three shrink by the same factor (warning).
+position holds the answer equally often (+-1). The default sizes are the paper's (3,000 / 1,000 / 1,050). If fewer
+usable cycles exist (warning), a split asking for at most an equal share of the cycles not yet given to a split keeps
+its size (smallest first: ``--dev-size 5`` stays 5 beside a huge ``--train-size``), and the others shrink by one
+common factor (the defaults keep their proportions below 3,000 usable cycles).
 
 Label swapping. dev/test in language L use the same cycles, triples, choice order and label as English, with L
 labels; a sample is left out of L (counted) when an entity or relation it shows has no L label, or two of its
@@ -71,16 +73,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.cycles import CYCLE_SIZES, CYCLES_FILE
+from preprocess.core.formats.cycles import check_cycle_rows, open_cycles
 from preprocess.core.formats.heldout_cycles import HELDOUT_FILE, HELDOUT_SCHEMA
 from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
-from preprocess.core.formats.tables import TRIPLES_FILE, LabelTable, read_table
-from preprocess.core.io import atomic_path, file_in, write_parquet
+from preprocess.core.formats.tables import LabelTable, open_triples
+from preprocess.core.io import atomic_path, write_parquet
 from preprocess.core.languages import DEFAULT_LANGUAGES, PIVOT_LANGUAGE, parse_languages
 from preprocess.core.seeds import rng_for
 
@@ -144,26 +145,17 @@ def pool_keys(cycle_ids, seed):
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def count_cycles(path):
-    parquet = pq.ParquetFile(path)
-    missing = {"cycle_id", "kind", "nodes"} - set(parquet.schema_arrow.names)
-    if missing:
-        raise UserFacingError(f"{path} lacks column(s) {', '.join(sorted(missing))}: is it a cycles.parquet?")
-    return parquet.metadata.num_rows
-
-
-def read_cycle_pool(path, low, high, seed):
-    """[(cycle_id, kind, nodes)] of the cycles whose pool key is in [low, high) (high >= 1: all from low on)."""
-    cycles = []
-    for batch in pq.ParquetFile(path).iter_batches(columns=["cycle_id", "kind", "nodes"], batch_size=1 << 16):
-        keys = pool_keys(batch.column(0).fill_null(-1).to_numpy(), seed)
+def read_cycle_pool(cycles_file, low, high, seed):
+    """[(cycle_id, kind, nodes)] of the cycles (``open_cycles``) whose pool key is in [low, high) (high >= 1: all
+    from low on); every row is checked."""
+    cycles, first_row = [], 0
+    for batch in cycles_file.iter_batches(1 << 16):
+        check_cycle_rows(batch, cycles_file.path, first_row)
+        first_row += batch.num_rows
+        keys = pool_keys(batch.column("cycle_id").to_numpy(), seed)
         keep = (keys >= low) & ((keys < high) | (high >= 1))
         batch = batch.filter(pa.array(keep))
-        for cycle_id, kind, nodes in zip(*(batch.column(i).to_pylist() for i in range(3))):
-            if cycle_id is None or CYCLE_SIZES.get(kind) != len(nodes or ()):
-                raise UserFacingError(
-                    f"{path}: cycle_id {cycle_id}: kind {kind!r} with {len(nodes or ())} nodes "
-                    f"(expected a cycle_id and a triangle with 3 or a diamond with 4 nodes)")
+        for cycle_id, kind, nodes in zip(*(batch.column(c).to_pylist() for c in ("cycle_id", "kind", "nodes"))):
             cycles.append((cycle_id, kind, tuple(nodes)))
     return cycles
 
@@ -401,12 +393,19 @@ def balance_summary(selected):
 
 
 def split_sizes(requested, usable_cycles):
-    """The requested sizes, or all shrunk by one factor when fewer usable cycles exist."""
+    """The requested sizes or, when fewer usable cycles exist: a split asking for at most an equal share of the
+    cycles still unassigned keeps its size (smallest first), and the others shrink by one common factor."""
     total = sum(requested.values())
     if total <= usable_cycles:
         return dict(requested)
-    factor = usable_cycles / total
-    sizes = {split: int(size * factor) for split, size in requested.items()}
+    kept, left, shrinking = {}, usable_cycles, dict(requested)
+    for split, size in sorted(requested.items(), key=lambda item: item[1]):
+        if size * len(shrinking) > left:
+            break
+        kept[split], left = size, left - size
+        del shrinking[split]
+    factor = left / sum(shrinking.values())
+    sizes = {split: kept[split] if split in kept else int(size * factor) for split, size in requested.items()}
     logger.warning("only %d usable cycles for %d requested samples: split sizes shrunk to %s", usable_cycles, total,
                    ", ".join(f"{s} {n}" for s, n in sizes.items()))
     return sizes
@@ -483,7 +482,8 @@ def write_split(graph, split, arranged, languages, output):
         if samples or lang == PIVOT_LANGUAGE:
             write_jsonl(samples, path)
         else:
-            logger.warning("no %s sample has every label in %r: %s not written", split, lang, path.name)
+            why = f"no {split} sample has every label in {lang!r}" if arranged else f"the {split} split is empty"
+            logger.warning("%s: %s not written", why, path.name)
             path.unlink(missing_ok=True)
     return written
 
@@ -516,10 +516,10 @@ def build_xlr(input_dir, cycles_path, output, languages=DEFAULT_LANGUAGES, sizes
         if lang not in QUESTION_TEMPLATES:
             logger.warning("no question template for language %r: using the English one", lang)
 
-    cycles_path = file_in(cycles_path, CYCLES_FILE)
-    total_cycles = count_cycles(cycles_path)
-    triples = read_table(input_dir, TRIPLES_FILE, columns=["head", "relation", "tail"])
-    graph, cycles, candidates, skipped = grow_pool(input_dir, cycles_path, total_cycles, triples, languages, sizes,
+    cycles_file = open_cycles(cycles_path)
+    total_cycles = cycles_file.num_rows
+    triples = open_triples(input_dir).read()
+    graph, cycles, candidates, skipped = grow_pool(input_dir, cycles_file, total_cycles, triples, languages, sizes,
                                                    pool_factor, seed)
     usable = len({c.cycle_id for c in candidates})
     sizes = split_sizes(sizes, usable)
@@ -551,7 +551,7 @@ def build_xlr(input_dir, cycles_path, output, languages=DEFAULT_LANGUAGES, sizes
     return summary
 
 
-def grow_pool(input_dir, cycles_path, total_cycles, triples, languages, sizes, pool_factor, seed):
+def grow_pool(input_dir, cycles_file, total_cycles, triples, languages, sizes, pool_factor, seed):
     """Candidates from a random pool of cycles, doubled until it holds pool_factor x (train+dev+test) usable cycles
     or all cycles. Returns (graph, pooled cycles, candidates, skip counts)."""
     need = sum(sizes.values())
@@ -560,7 +560,7 @@ def grow_pool(input_dir, cycles_path, total_cycles, triples, languages, sizes, p
     cycles, candidates, skipped = [], [], Counter()
     relations = set(pc.unique(triples.column("relation")).to_pylist())
     while True:
-        new = read_cycle_pool(cycles_path, low, high, seed)
+        new = read_cycle_pool(cycles_file, low, high, seed)
         cycles += new
         # labels of the pool's entities and of every relation (choices come from all of them), not of all entities
         labels = LabelTable(input_dir, languages, ids=relations | {n for _, _, nodes in cycles for n in nodes})

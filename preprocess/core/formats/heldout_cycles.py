@@ -1,14 +1,22 @@
 """heldout_cycles.parquet: the XLR dev/test cycles that must stay out of pretraining, and the test of sharing one."""
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from preprocess.core.cycle_triples import cycle_edges, edge_key
-from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.cycles import check_cycle_columns
+from preprocess.core.formats.cycles import check_cycle_rows
+from preprocess.core.parquet_input import ParquetInput
+
+HELDOUT_FILE = "heldout_cycles.parquet"
+
+
+HELDOUT_SCHEMA = pa.schema([
+    pa.field("kind", pa.string()),
+    pa.field("nodes", pa.list_(pa.string())),
+    pa.field("cycle_id", pa.int64()),
+    pa.field("split", pa.string()),
+])
 
 
 # --- Held-out cycles (also used by the XLR leakage check) ---------------------------------------------------------
@@ -59,13 +67,16 @@ class HeldOutCycles:
 
     @classmethod
     def from_parquet(cls, path):
-        path = Path(path)
-        if not path.exists():
-            raise UserFacingError(f"held-out cycles file {path} does not exist: run `kmlm-preprocess xlr` first")
-        table = pq.read_table(path)
-        check_cycle_columns(table, path, ("kind", "nodes"))
+        """The cycles of a Parquet file with the columns ``kind`` and ``nodes`` (and optionally ``split``), e.g.
+        ``heldout_cycles.parquet`` or the directory holding it; checked."""
+        heldout = ParquetInput.find(path, HELDOUT_FILE, "xlr").require(HELDOUT_SCHEMA, ("kind", "nodes"),
+                                                                      not_null=("kind", "nodes"))
+        if heldout.has("split"):
+            heldout.require(HELDOUT_SCHEMA, ("split",))
+        table = heldout.read()
+        check_cycle_rows(table, heldout.path)
         splits = table.column("split").to_pylist() if "split" in table.column_names else None
-        return cls(zip(table.column("kind").to_pylist(), table.column("nodes").to_pylist()), splits, path)
+        return cls(zip(table.column("kind").to_pylist(), table.column("nodes").to_pylist()), splits, heldout.path)
 
     def __len__(self):
         return len(self.kinds)
@@ -88,13 +99,3 @@ class HeldOutCycles:
         split = f" ({self.splits[row]})" if self.splits[row] else ""
         return f"held-out {self.kinds[row]} {list(self.nodes[row])}{split}"
 
-
-HELDOUT_FILE = "heldout_cycles.parquet"
-
-
-HELDOUT_SCHEMA = pa.schema([
-    pa.field("kind", pa.string()),
-    pa.field("nodes", pa.list_(pa.string())),
-    pa.field("cycle_id", pa.int64()),
-    pa.field("split", pa.string()),
-])

@@ -73,15 +73,62 @@ def write_indexed_dataset(prefix, tokens, sizes, dtype):
         f.write(index_bytes(sizes, dtype))
 
 
+# Every dtype code fairseq reads (fairseq.data.indexed_dataset._code_to_dtype); a dataset of tokens or tags must
+# hold integers.
+READABLE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.double,
+                   8: np.uint16, 9: np.uint32, 10: np.uint64}
+HEADER_BYTES = len(MAGIC) + 8 + 1 + 8  # magic, version, dtype code, sample count
+
+
+def check_indexed_dataset(prefix, dtype=None):
+    """(sizes int32, dtype) of the fairseq mmap dataset ``prefix.bin/.idx``, once its index is checked whole and
+    true to the data file: the magic and version, an integer dtype (``dtype``, if given), as many sizes and
+    pointers as the count says, no negative size, the samples stored one after the other from byte 0, and the
+    ``.bin`` exactly as long as they are. Only the index is read (fast at any dataset size); a failed check is an
+    error naming the file, so damaged data stops a run before the first update instead of hours into it."""
+    idx, data = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
+    for path in (idx, data):
+        if not path.is_file():
+            raise UserFacingError(f"{path} does not exist (a dataset is the pair {prefix}.bin/.idx)")
+    index = np.memmap(idx, dtype=np.uint8, mode="r") if idx.stat().st_size else np.zeros(0, np.uint8)
+    if len(index) < HEADER_BYTES or bytes(index[:len(MAGIC)]) != MAGIC:
+        raise UserFacingError(f"{idx} is not a fairseq mmap index (no MMIDIDX header): {DAMAGED}")
+    (version,) = struct.unpack_from("<Q", index, len(MAGIC))
+    code, (count,) = int(index[len(MAGIC) + 8]), struct.unpack_from("<Q", index, len(MAGIC) + 9)
+    if version != VERSION:
+        raise UserFacingError(f"{idx}: index version {version}, expected {VERSION}: {DAMAGED}")
+    found = READABLE_DTYPES.get(code)
+    if found is None or not np.issubdtype(found, np.integer):
+        raise UserFacingError(f"{idx}: dtype code {code} is not an integer type: {DAMAGED}")
+    if dtype is not None and np.dtype(found) != np.dtype(dtype):
+        raise UserFacingError(f"{idx}: samples of {np.dtype(found)}, expected {np.dtype(dtype)}: {DAMAGED}")
+    if len(index) < HEADER_BYTES + 12 * count:
+        raise UserFacingError(f"{idx} is truncated: {len(index):,} bytes, but {count:,} samples need "
+                              f"{HEADER_BYTES + 12 * count:,}: {DAMAGED}")
+    sizes = np.frombuffer(index, dtype=np.int32, count=count, offset=HEADER_BYTES)
+    pointers = np.frombuffer(index, dtype=np.int64, count=count, offset=HEADER_BYTES + 4 * count)
+    itemsize = np.dtype(found).itemsize
+    ends = np.cumsum(sizes, dtype=np.int64) * itemsize
+    starts = ends - sizes.astype(np.int64) * itemsize
+    bad = np.flatnonzero((sizes < 0) | (pointers != starts))
+    if len(bad):
+        i = int(bad[0])
+        raise UserFacingError(f"{idx}: sample {i:,} has size {sizes[i]} at byte {pointers[i]:,}, but the samples "
+                              f"before it end at byte {starts[i]:,}: {DAMAGED}")
+    length, needed = data.stat().st_size, int(ends[-1]) if count else 0
+    if length != needed:
+        what = "truncated" if length < needed else "extra bytes"
+        raise UserFacingError(f"{data} holds {length:,} bytes but its index {idx.name} describes {needed:,} "
+                              f"({count:,} samples of {np.dtype(found)}): {what}; {DAMAGED}")
+    return sizes, np.dtype(found)
+
+
+DAMAGED = "the file is damaged or incomplete; binarize the data again"
+
+
 def read_indexed_dataset(prefix):
-    """(sizes int32, flat tokens) of ``prefix.bin/.idx``, without fairseq (for gathering and checks)."""
-    data = Path(f"{prefix}.idx").read_bytes()
-    if data[:len(MAGIC)] != MAGIC:
-        raise UserFacingError(f"{prefix}.idx is not a fairseq mmap index (bad magic)")
-    code = data[len(MAGIC) + 8]
-    dtype = next(d for d, c in DTYPE_CODES.items() if c == code)
-    (count,) = struct.unpack_from("<Q", data, len(MAGIC) + 9)
-    sizes = np.frombuffer(data, dtype=np.int32, count=count, offset=len(MAGIC) + 17)
+    """(sizes int32, flat tokens) of ``prefix.bin/.idx``, checked, without fairseq (for gathering and checks)."""
+    sizes, dtype = check_indexed_dataset(prefix)
     return sizes, np.fromfile(f"{prefix}.bin", dtype=dtype)
 
 

@@ -28,6 +28,20 @@ ITEM, PROPERTY = "item", "property"
 DUPLICATES = "duplicate entities skipped"
 
 
+# Statements (counted per statement of every entity that gets a row): each one is a triple or one of these.
+STATEMENTS = "statements"
+DEPRECATED, FILTERED = "deprecated statements skipped", "triples filtered out"
+NO_VALUE = "statements without a value (somevalue/novalue)"
+NOT_AN_ITEM_VALUE = "statements whose value is not an item"
+OF_PROPERTIES = "statements of properties (not triples)"
+MALFORMED_VALUE = "statements skipped: malformed item value"
+MALFORMED_RELATION = "statements skipped: malformed relation id"
+CLAIMS_NOT_A_MAP = "statements skipped: claims not a map"
+STATEMENT_OUTCOMES = (DEPRECATED, FILTERED, NO_VALUE, NOT_AN_ITEM_VALUE, OF_PROPERTIES, MALFORMED_VALUE,
+                      MALFORMED_RELATION, CLAIMS_NOT_A_MAP)
+MALFORMED_STATEMENTS = (MALFORMED_VALUE, MALFORMED_RELATION, CLAIMS_NOT_A_MAP)
+
+
 def kind_counts(entities):
     """Items and properties among entity rows (counted on what is written, after duplicates are dropped)."""
     items = pc.sum(pc.equal(entities.column(1), ITEM)).as_py() or 0
@@ -58,12 +72,13 @@ def log_summary(summary, log=logger):
     seconds = max(summary["seconds"], 1e-9)
     log.info(
         "%s entities (%s items, %s properties) and %s triples; skipped: %s lines%s; %s deprecated statements"
-        "%s; read %s decompressed bytes, %s lines in %.1f s (%.1f MB/s); wrote %s",
+        "%s%s; read %s decompressed bytes, %s lines in %.1f s (%.1f MB/s); wrote %s",
         f"{counts['items'] + counts['properties']:,}", f"{counts['items']:,}", f"{counts['properties']:,}",
         f"{counts['triples']:,}", f"{sum(counts[r] for r in SKIP_REASONS):,}",
         "".join(f", {reason} {n:,}" for reason, n in skipped.items()),
-        f"{counts['deprecated statements skipped']:,}",
+        f"{counts[DEPRECATED]:,}",
         "".join(f"; {k}: {v:,}" for k, v in sorted(filtered.items())),
+        "".join(f"; {k}: {counts[k]:,}" for k in MALFORMED_STATEMENTS if counts[k]),
         f"{counts['bytes']:,}", f"{counts['lines']:,}", summary["seconds"], counts["bytes"] / seconds / 1e6,
         " and ".join(summary["outputs"]),
     )

@@ -2,6 +2,7 @@
 import pyarrow as pa
 
 from preprocess.core.formats.spans import SPANS_TYPE
+from preprocess.core.parquet_input import ParquetInput
 
 REASONING_FILE = "reasoning.parquet"
 
@@ -12,3 +13,8 @@ REASONING_SCHEMA = pa.schema([
     pa.field("kind", pa.string()),
     pa.field("lang", pa.string()),
 ])
+
+
+def open_reasoning(path, columns=tuple(REASONING_SCHEMA.names)):
+    """reasoning.parquet (``path`` or ``path/reasoning.parquet``) checked: ``columns`` present and typed."""
+    return ParquetInput.find(path, REASONING_FILE, "reasoning").require(REASONING_SCHEMA, columns)

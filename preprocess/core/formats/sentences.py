@@ -2,6 +2,7 @@
 import pyarrow as pa
 
 from preprocess.core.formats.spans import SPANS_TYPE
+from preprocess.core.parquet_input import ParquetInput
 
 SENTENCES_FILE = "sentences.parquet"
 
@@ -18,3 +19,8 @@ SENTENCES_SCHEMA = pa.schema([
     pa.field("variant", pa.string()),
     pa.field("lang_pair", pa.string()),
 ])
+
+
+def open_sentences(path, columns=tuple(SENTENCES_SCHEMA.names)):
+    """sentences.parquet (``path`` or ``path/sentences.parquet``) checked: ``columns`` present and typed."""
+    return ParquetInput.find(path, SENTENCES_FILE, "sentences").require(SENTENCES_SCHEMA, columns)

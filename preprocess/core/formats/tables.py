@@ -7,6 +7,7 @@
     ``head`` ("Q42"), ``relation`` ("P31"), ``tail`` ("Q5").
 """
 import contextlib
+import re
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -18,10 +19,15 @@ import pyarrow.parquet as pq
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import PARQUET_COMPRESSION, atomic_path
 from preprocess.core.languages import parse_languages
+from preprocess.core.parquet_input import ParquetInput
 
 ENTITIES_FILE = "entities.parquet"
 TRIPLES_FILE = "triples.parquet"
 TRIPLE_COLUMNS = ("head", "relation", "tail")
+MADE_BY = "ingest"
+# The ids the tables hold: Q (item) or P (property), then a number without leading zero below 10^18 (so it fits an
+# int64 and each number has one spelling). ingest skips and counts anything else.
+ENTITY_ID, ITEM_ID, PROPERTY_ID = (re.compile(rf"{prefix}[1-9][0-9]{{0,17}}") for prefix in ("[QP]", "Q", "P"))
 
 
 def label_column(lang):
@@ -55,32 +61,35 @@ def table_languages(schema):
     return tuple(name[len("label_"):] for name in schema.names if name.startswith("label_"))
 
 
-def existing_table(directory, name):
-    """The path of a table a previous stage made, or a clear error saying which stage to run."""
-    path = Path(directory) / name
-    if not path.exists():
-        raise UserFacingError(f"{path} does not exist: run `kmlm-preprocess ingest` (or the stage that makes it) first")
-    return path
+def open_triples(directory, columns=TRIPLE_COLUMNS):
+    """triples.parquet (or ``directory/triples.parquet``) checked: ``columns`` present, string-typed, no nulls."""
+    triples = ParquetInput.find(directory, TRIPLES_FILE, MADE_BY)
+    return triples.require(TRIPLES_SCHEMA, columns, not_null=columns)
 
 
-def read_table(directory, name, columns=None):
-    return pq.read_table(existing_table(directory, name), columns=columns)
-
-
-def read_entity_columns(tables_dir, languages, with_aliases):
-    """``id``, ``kind`` and the label (and aliases) columns of ``languages``; a clear error for a missing one."""
-    path = existing_table(tables_dir, ENTITIES_FILE)
-    made_for = table_languages(pq.read_schema(path))
+def open_entities(directory, languages=None, per_language=(label_column,)):
+    """(entities.parquet checked, its languages): ``id``, ``kind`` and the ``per_language`` columns (e.g.
+    ``label_column``) of ``languages`` (default: every language the table was made for); a clear error for a
+    language the table has no columns for."""
+    entities = ParquetInput.find(directory, ENTITIES_FILE, MADE_BY)
+    made_for = table_languages(entities.schema)
+    languages = made_for if languages is None else tuple(languages)
     missing = [lang for lang in languages if lang not in made_for]
     if missing:
         raise UserFacingError(
-            f"{path} has no columns for language(s) {', '.join(missing)}; "
-            f"it was made for {', '.join(made_for)}: re-run ingest with --languages or pass --languages"
+            f"{entities.path} has no columns for language(s) {', '.join(missing)}; "
+            f"it was made for {', '.join(made_for) or 'no language'}: re-run ingest with --languages or pass "
+            "--languages"
         )
-    columns = ["id", "kind"] + [label_column(lang) for lang in languages]
-    if with_aliases:
-        columns += [aliases_column(lang) for lang in languages]
-    return pq.read_table(path, columns=columns)
+    columns = ["id", "kind"] + [column(lang) for lang in languages for column in per_language]
+    return entities.require(entities_schema(languages), columns, not_null=("id",)), languages
+
+
+def read_entity_columns(tables_dir, languages, with_aliases):
+    """``id``, ``kind`` and the label (and aliases) columns of ``languages``, checked."""
+    per_language = (label_column, aliases_column) if with_aliases else (label_column,)
+    entities, _ = open_entities(tables_dir, languages, per_language)
+    return entities.read()
 
 
 class LabelTable:
@@ -123,7 +132,7 @@ def resolve_languages(text, tables_dir):
     """``--languages`` if given, else every language the entities table was made with."""
     if text is not None:
         return parse_languages(text)
-    return table_languages(pq.read_schema(existing_table(tables_dir, ENTITIES_FILE)))
+    return open_entities(tables_dir, per_language=())[1]
 
 
 # Row groups of a fixed size make a table's bytes depend only on its rows, not on how they were batched
@@ -182,25 +191,41 @@ def table_writers(directory, languages):
 
 class FirstOccurrence:
     """Keeps only the first row of each entity id over a run (blocks, inputs, shards), and drops the triples of
-    the later occurrences. Ids are "Q<n>"/"P<n>" (checked by the parser), remembered in one bit per number
-    (~16 MB for all of Wikidata)."""
+    the later occurrences.
+
+    Memory grows with the number of ids seen, never with an id's value: a well-formed id (``ENTITY_ID``) whose
+    number is below ``DENSE_IDS`` takes one bit of a per-prefix bitmap (~16 MB for all of Wikidata's ~130M items,
+    at most DENSE_IDS / 8 = 32 MiB per prefix); any other id (a larger number from another Wikibase, a string that
+    is no id at all) is kept in a set.
+    """
+
+    DENSE_IDS = 1 << 28
 
     def __init__(self):
         self.bits = {"Q": np.zeros(0, dtype=np.uint8), "P": np.zeros(0, dtype=np.uint8)}
+        self.other_ids = set()
         self.duplicates = 0
 
     def drop_seen(self, entities):
         """(the rows of ``entities`` whose id was not seen before, the ids that were or None); marks the ids seen.
         The ids within one batch are distinct (the parser drops repeats within a block)."""
         ids = entities.column(0)
-        numbers = pc.cast(pc.utf8_slice_codeunits(ids, 1), pa.int64()).to_numpy(zero_copy_only=False)
-        is_item = pc.starts_with(ids, "Q").to_numpy(zero_copy_only=False)
+        numbers = np.full(len(ids), self.DENSE_IDS, dtype=np.int64)  # DENSE_IDS: not in a bitmap
+        well_formed = pc.fill_null(pc.match_substring_regex(ids, f"^{ENTITY_ID.pattern}$"), False)
+        well_formed = well_formed.to_numpy(zero_copy_only=False)
+        numbers[well_formed] = pc.cast(pc.utf8_slice_codeunits(ids.filter(well_formed), 1), pa.int64()).to_numpy()
+        dense = numbers < self.DENSE_IDS
+        is_item = pc.fill_null(pc.starts_with(ids, "Q"), False).to_numpy(zero_copy_only=False)
         duplicate = np.zeros(len(ids), dtype=bool)
-        for prefix, rows in (("Q", is_item), ("P", ~is_item)):
+        for prefix, rows in (("Q", dense & is_item), ("P", dense & ~is_item)):
             byte, bit = numbers[rows] >> 3, (1 << (numbers[rows] & 7)).astype(np.uint8)
             bits = self._grown(prefix, byte.max(initial=-1) + 1)
             duplicate[rows] = (bits[byte] & bit) != 0
             np.bitwise_or.at(bits, byte, bit)
+        other_rows = np.flatnonzero(~dense)
+        for row, entity_id in zip(other_rows, ids.take(pa.array(other_rows, pa.int64())).to_pylist()):
+            duplicate[row] = entity_id in self.other_ids
+            self.other_ids.add(entity_id)
         if not duplicate.any():
             return entities, None
         self.duplicates += int(duplicate.sum())
@@ -208,7 +233,7 @@ class FirstOccurrence:
 
     def _grown(self, prefix, size):
         if len(self.bits[prefix]) < size:
-            grown = np.zeros(max(size, 2 * len(self.bits[prefix])), dtype=np.uint8)
+            grown = np.zeros(min(max(size, 2 * len(self.bits[prefix])), self.DENSE_IDS >> 3), dtype=np.uint8)
             grown[:len(self.bits[prefix])] = self.bits[prefix]
             self.bits[prefix] = grown
         return self.bits[prefix]
