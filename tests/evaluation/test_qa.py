@@ -82,20 +82,30 @@ def covering_span(tokenizer, context, start, end):
 
 
 def test_a_model_pointing_at_the_answer_gets_it_back(tiny_models, xtreme):
-    """An oracle whose logits peak, in every window, at the tokens holding the answer's first and last characters:
-    n-best, max-context and the offsets must give back the answer (to the tokens' granularity)."""
+    """An oracle whose logits peak at the tokens holding the answer's first and last characters in the window where
+    the start token has the most context (run_squad's rule, recomputed here), at a longer wrong span elsewhere, and
+    above all at a question token (never an answer): the n-best search, the max-context rule and the offsets must
+    give back the answer (to the tokens' granularity)."""
     tokenizer = load_tokenizer(tiny_models[0])
     questions = qa.read_squad(xtreme / "xquad" / "xquad.es.first2articles.json")[:30]
     wide = argparse.Namespace(max_length=250, doc_stride=64, max_query_length=64, eval_batch_size=16)
     feats = qa.features(tokenizer, questions, wide)  # the oracle has no position limit: long windows
-    assert len(feats.examples) > len(questions)
-    peaks = {}
-    for example, owner, spans in zip(feats.examples, feats.question, feats.offsets):
+    windows = {}  # question -> [(context score of the answer's start token, window, start, end)]
+    for f, (owner, spans) in enumerate(zip(feats.question, feats.offsets)):
         q = questions[owner]
         first, last = q.starts[0], q.starts[0] + len(q.answers[0])
-        s = next((j for j, o in enumerate(spans) if o and o[0] <= first < o[1]), None)
-        e = next((j for j, o in enumerate(spans) if o and o[0] < last <= o[1]), None)
-        peaks[tuple(example["input_ids"])] = (s, e)
+        context = [j for j, o in enumerate(spans) if o]
+        s = next((j for j in context if spans[j][0] <= first < spans[j][1]), None)
+        e = next((j for j in context if spans[j][0] < last <= spans[j][1]), None)
+        if s is not None and e is not None:
+            score = min(s - context[0], context[-1] - s) + 0.01 * len(context)
+            windows.setdefault(owner, []).append((score, f, s, e))
+    peaks = {}
+    for candidates in windows.values():
+        best = max(candidates)[1]
+        for _, f, s, e in candidates:
+            peaks[tuple(feats.examples[f]["input_ids"])] = (s, e, f == best)
+    assert any(len(c) > 1 for c in windows.values())  # answers seen in several windows: the rule matters
 
     class Oracle(torch.nn.Module):
         config = argparse.Namespace(type_vocab_size=1)
@@ -106,12 +116,11 @@ def test_a_model_pointing_at_the_answer_gets_it_back(tiny_models, xtreme):
 
         def forward(self, input_ids, attention_mask):
             start, end = torch.zeros(input_ids.shape), torch.zeros(input_ids.shape)
+            start[:, 1] = 30.0  # a question token: never an answer
             for row, (ids, mask) in enumerate(zip(input_ids, attention_mask)):
-                s, e = peaks[tuple(ids[mask.bool()].tolist())]
+                s, e, best = peaks.get(tuple(ids[mask.bool()].tolist()), (None, None, False))
                 if s is not None:
-                    start[row, s] = 10.0
-                if e is not None:
-                    end[row, e] = 10.0
+                    start[row, s], end[row, e if best else e + 1] = 10.0, 10.0 if best else 20.0
             return {"start_logits": start, "end_logits": end}
 
     predicted = qa.predictions(Oracle(), questions, feats, wide, pad_id=1)
