@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 IGNORE = -100  # label of positions that are not scored (special tokens, non-first subwords, padding)
 LABEL_KEYS = ("labels", "start_positions", "end_positions")  # what a model's loss takes
@@ -96,7 +97,8 @@ def predict(model, examples, batch_size, pad_id, heads=("logits",), per_token=Fa
     device = next(model.parameters()).device
     token_types = uses_token_types(model)
     outputs = [[None] * len(examples) for _ in heads]
-    for indices in length_sorted_batches(examples, batch_size):
+    batches = length_sorted_batches(examples, batch_size)
+    for indices in tqdm(batches, desc="predicting", unit="batch", leave=False, disable=len(batches) < 10):
         chunk = [examples[i] for i in indices]
         batch = collate(chunk, pad_id, token_types)
         for key in LABEL_KEYS:

@@ -25,6 +25,9 @@ def test_xtreme_tsv_with_csv_quoting_and_the_original_layouts(xtreme, tmp_path):
                         "de\tentailment\tJa.\tJa.\n", encoding="utf-8")
     assert pairs.read_pairs(original, "xnli", "de") == [("Er kam.", "Er ging.", "contradiction"),
                                                        ("Ja.", "Ja.", "entailment")]
+    crlf = tmp_path / "dev-en.tsv"  # XTREME's own TSVs end their lines with CRLF
+    crlf.write_bytes((xtreme / "xnli" / "dev-en.first300.tsv").read_bytes().replace(b"\n", b"\r\n"))
+    assert pairs.read_pairs(crlf, "xnli") == en
 
 
 @pytest.mark.parametrize("text, message", [

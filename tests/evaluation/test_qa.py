@@ -25,6 +25,15 @@ def test_reads_the_real_files_of_every_benchmark(xtreme):
     assert first.answers == ("308",) and "Panthers" in first.question
 
 
+def test_several_answers_are_read(tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": "The Carolina Panthers won.", "qas": [
+        {"id": "q1", "question": "Who won?", "answers": [{"text": "Carolina Panthers", "answer_start": 4},
+                                                           {"text": "Panthers", "answer_start": 13}]}]}]}]}))
+    [question] = qa.read_squad(path)
+    assert question.answers == ("Carolina Panthers", "Panthers") and question.starts == (4, 13)
+
+
 def test_malformed_json_is_located(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"data": [\n{"paragraphs": [{"context": "c", "qas": [{"id": "1", "answers": []}]}]}]}')

@@ -203,6 +203,18 @@ def test_real_x_factr_files_end_to_end(xfactr_data, tiny_models, tmp_path):
     assert "### xfactr accuracy per relation: tiny" in (tmp_path / "out" / "relations.md").read_text()
 
 
+@pytest.mark.parametrize("reader, text, message", [
+    (xfactr.read_alias_file, "Q90\tParis\nParis\tQ90\n", ":2: expected 'QID<TAB>name"),
+    (xfactr.read_multi_answers, "Q23\tP27\tQ30 Q161885\nQ23 P27 Q30\n", ":2: expected 'QID<TAB>PID<TAB>QID"),
+    (lambda path: xfactr.read_label_file(path, ("en",)), 'Q90\t"Paris"@en\nQ91\tParis\n', ":2: 'Paris' is not"),
+])
+def test_malformed_x_factr_lines_name_file_and_line(tmp_path, reader, text, message):
+    path = tmp_path / "en.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserFacingError, match=message):
+        reader(path)
+
+
 def test_prompts_without_the_language_column_are_refused(tmp_path):
     (tmp_path / "p.csv").write_text("pid,relation,en\nP19,x,[X] in [Y]\n")
     with pytest.raises(UserFacingError, match="no column"):
