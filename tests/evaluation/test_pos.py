@@ -47,6 +47,14 @@ def test_malformed_lines_name_file_and_line(tmp_path, line, message):
         pos.read_conllu(bad)
 
 
+def test_sentences_of_underscore_forms_are_skipped_as_xtreme(tmp_path, caplog):
+    row = "{}\t{}\t_\tNOUN\t_\t_\t0\troot\t_\t_\n"
+    path = tmp_path / "hidden.conllu"  # treebanks distributed without their text have '_' forms
+    path.write_text(row.format(1, "_") + row.format(2, "_") + "\n" + row.format(1, "Haus") + "\n", encoding="utf-8")
+    assert pos.read_conllu(path) == [(["Haus"], ["NOUN"])]
+    assert "1 sentence(s) whose word forms are '_' skipped" in caplog.text
+
+
 def test_metrics_are_seqeval_f1_as_xtreme_and_word_accuracy():
     gold = [["NOUN", "NOUN", "VERB", "PUNCT"], ["PRON", "VERB"]]
     predicted = [["NOUN", "ADJ", "VERB", "PUNCT"], ["PRON", "VERB"]]

@@ -65,6 +65,8 @@ def test_training_windows_point_at_the_answer(tiny_models, xtreme):
     assert len(plain.examples) > 2 * len(questions)  # long contexts: several overlapping windows each
     train = qa.features(tokenizer, questions, WINDOWS, train=True)
     assert len(train.examples) == len(plain.examples)
+    shifted = [questions[0].__class__(**{**questions[0].__dict__, "starts": (questions[0].starts[0] + 1,)})]
+    assert qa.features(tokenizer, shifted, WINDOWS, train=True).examples == []  # answer_start not at its text
     found = set()
     for example, owner, spans in zip(train.examples, plain.question, plain.offsets):
         start, end = example["start_positions"], example["end_positions"]

@@ -63,6 +63,15 @@ def test_input_as_relx_markers_around_the_entities_in_text_order(tiny_models):
     assert len(long["input_ids"]) == 31 and long["labels"] == -1  # cut to max_length - 1, as finetune.py
 
 
+def test_mbert_s_unused_ids_are_the_markers_as_in_finetune_py(tmp_path):
+    from tests.export.tiny import tiny_bert_dir
+
+    tokenizer = load_tokenizer(tiny_bert_dir(tmp_path))
+    size = len(tokenizer)
+    assert relx.marker_ids(tokenizer) == tokenizer.convert_tokens_to_ids([f"[unused{i}]" for i in range(1, 5)])
+    assert len(tokenizer) == size  # nothing added
+
+
 def test_loss_weights_and_f1_are_relx_s():
     labels = ["no_relation", "org:founded_by(e1,e2)", "org:founded_by(e2,e1)", "per:x(e1,e2)", "per:x(e2,e1)"]
     weights = relx.class_weights([0, 0, 1, 1, 1, 2, 3], labels)

@@ -137,6 +137,8 @@ def test_xfactr_matching_rules(tiny_models):
     assert not xfactr.is_right("u.s.a", ["u.s.a."], period=False)
     assert xfactr.matches(tokenizer, tokenizer("PARIS", add_special_tokens=False)["input_ids"], ["  paris "], "en",
                           scoring="lenient")
+    assert xfactr.xfactr_text(tokenizer, ["▁Αθήνα"], "el") == "αθηνα"  # Greek: lower-cased and unstressed
+    assert xfactr.xfactr_text(tokenizer, ["▁Αθήνα"], "en") == "αθήνα"
 
 
 def test_every_valid_object_of_the_multi_answer_file_is_accepted(xfactr_data):
