@@ -107,6 +107,8 @@ def train(model, examples, args, pad_id, seed, dev_score=None):
 
     ``dev_score(model) -> float`` scores the dev set (higher is better); required with ``--select dev``.
     """
+    if not examples:
+        raise UserFacingError("no training example is left to fine-tune on (see the skips logged above)")
     device = next(model.parameters()).device
     token_types = uses_token_types(model)
     generator = torch.Generator().manual_seed(seed)
