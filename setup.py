@@ -12,6 +12,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["kmlm_fairseq", "kmlm_fairseq.*", "kmlm_eval", "kmlm_eval.*", "preprocess",
                                     "preprocess.*"]),
+    package_data={"kmlm_eval": ["paper_results.csv"]},  # the paper's published numbers (kmlm-eval --paper)
     # fairseq-fixed and torch are installed by run/install.sh in a fixed order; listing them here would let pip
     # pull an unpinned CUDA torch and a torchaudio that breaks `import transformers` (docs/design.md §3).
     install_requires=[

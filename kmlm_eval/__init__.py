@@ -1,1 +1,2 @@
-"""Downstream evaluation of Hugging Face models (``kmlm-eval``): XLR, X-FACTR, NER, RELX."""
+"""Downstream evaluation of Hugging Face models (``kmlm-eval``) with the paper's protocols: XLR, X-FACTR, NER, RELX,
+XNLI, PAWS-X, POS, QA; never imports fairseq or kmlm_fairseq."""
