@@ -74,12 +74,46 @@ def test_gpu_configs_have_the_paper_hyperparameters(name):
                                 cfg.optimization.update_freq[0])
     assert world * batch * accumulate == SEQUENCES_PER_STREAM
     assert cfg.optimization.lr == [5e-05] and cfg.optimizer.weight_decay == 0.0 and cfg.optimizer._name == "adam"
+    # AdamW as the official code's transformers AdamW defaults; linear warmup then linear decay to 0
+    assert (cfg.optimizer.adam_betas, cfg.optimizer.adam_eps) == ("(0.9,0.999)", 1e-06)
+    assert (cfg.lr_scheduler._name, cfg.lr_scheduler.power, cfg.lr_scheduler.end_learning_rate) == (
+        "polynomial_decay", 1.0, 0.0)
+    assert cfg.lr_scheduler.total_num_update == cfg.optimization.max_update
     assert cfg.lr_scheduler.warmup_updates == 100 and cfg.criterion.alpha == 0.3 and cfg.task.mask_prob == 0.15
+    assert (cfg.task.knowledge_masking, cfg.task.leave_unmasked_prob, cfg.task.random_token_prob) == ("tokens", 0.1,
+                                                                                                        0.1)
+    assert cfg.task.knowledge_at_least_one is False and cfg.task.multilang_sampling_alpha == 1.0
     if name.endswith("_len512"):
         assert (cfg.task.streams, cfg.task.tokens_per_sample, cfg.optimization.max_update) == ("plain", 512, 600)
+        assert cfg.task.sample_break_mode == "complete"
     else:
         assert cfg.task.streams == "plain,knowledge,reasoning" and cfg.task.tokens_per_sample == 128
+        assert cfg.task.sample_break_mode == "eos"  # one line per sample, as the official --line_by_line
     assert cfg.model._name == ("roberta_large" if "large" in name else "roberta_base")
+    assert cfg.task.recipe == name
+
+
+@pytest.mark.parametrize("name", KMLM_CONFIGS)
+def test_configs_train_what_their_name_says(name):
+    """kmlm_base is KMLM (no R: the reasoning samples get the knowledge masking); every other KMLM config, the
+    large ones included, is KMLM_R; mBERT's checkpoints record no sentencepiece model, the others DATA's."""
+    cfg = compose_like_fairseq(name)
+    assert cfg.task._name == ("kmlm_knowledge" if name == "kmlm_base" else "kmlm_reasoning")
+    assert "KMLM_R" in (CONFIG_DIR / f"{name}.yaml").read_text().splitlines()[0] or name == "kmlm_base"
+    if name == "kmlm_r_mbert":
+        assert cfg.bpe is None
+    else:
+        assert (cfg.bpe._name, cfg.bpe.sentencepiece_model) == ("sentencepiece", "/data/sentencepiece.bpe.model")
+
+
+def test_precision_groups():
+    """fp16 on GPU (ours, not the paper's), bf16 as a run group, fp32 on CPU."""
+    assert (compose_like_fairseq("kmlm_r_base").common.fp16, compose_like_fairseq("kmlm_r_base").common.bf16) == (
+        True, False)
+    bf16 = compose_like_fairseq("kmlm_r_base", ("run=gpu_bf16",)).common
+    assert (bf16.fp16, bf16.bf16, bf16.cpu) == (False, True, False)
+    cpu = compose_like_fairseq("tiny_cpu").common
+    assert (cpu.fp16, cpu.bf16, cpu.cpu) == (False, False, True)
 
 
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS)

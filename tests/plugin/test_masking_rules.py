@@ -125,7 +125,8 @@ def test_plain_short_sample_always_gets_a_target(corpus):
 
 def test_knowledge_spans_are_whole_mentions_never_links(corpus):
     _, dictionary = corpus
-    masked = KnowledgeMaskDataset(tagged(corpus, "knowledge"), dictionary, dictionary.index("<mask>"), SEED)
+    masked = KnowledgeMaskDataset(tagged(corpus, "knowledge"), dictionary, dictionary.index("<mask>"), SEED,
+                                  mode="spans")
     spans_per_sample = []
     for item, sample in draws(masked, epochs=10):
         tokens, tags = item
@@ -145,7 +146,7 @@ def test_knowledge_spans_are_whole_mentions_never_links(corpus):
 
 def test_knowledge_spans_cover_15_percent_of_mention_tokens(long_knowledge, corpus):
     _, dictionary = corpus
-    masked = KnowledgeMaskDataset(long_knowledge, dictionary, dictionary.index("<mask>"), SEED)
+    masked = KnowledgeMaskDataset(long_knowledge, dictionary, dictionary.index("<mask>"), SEED, mode="spans")
     shares, longest_span_shares = [], []
     for item, sample in draws(masked, epochs=40):
         roles, spans = tag_role(item[1]), tag_span(item[1])
