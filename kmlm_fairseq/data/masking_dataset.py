@@ -5,8 +5,8 @@ Output: ``{"source": LongTensor[L], "target": LongTensor[L]}``: the target holds
 position to predict and pad elsewhere; the source hides those positions. A subclass decides which positions
 (``mask``); this class draws the random generator, checks that a sample has at least one target unless the
 subclass allows none (``may_predict_nothing``: the criterion's per-stream mean is over the whole batch, so an empty
-sample costs nothing) and offers BERT's 80/10/10 replacement. Computing source and target in one call (instead of fairseq's two MaskTokensDataset copies
-behind an LRU cache) draws the mask once and cannot go stale across epochs.
+sample costs nothing) and offers BERT's 80/10/10 replacement. Computing source and target in one call (instead of
+fairseq's two MaskTokensDataset copies behind an LRU cache) draws the mask once and cannot go stale across epochs.
 """
 import numpy as np
 import torch

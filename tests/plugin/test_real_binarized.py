@@ -1,5 +1,6 @@
 """The plugin on real binarized data: the bundled Wikidata samples through the preprocessing stages (ingest ...
 spm, binarize, plain), then the masking rules on every sample and tiny_cpu training on the result."""
+import math
 import os
 import subprocess
 
@@ -10,7 +11,8 @@ import pytest
 from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
 from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig, KMLMReasoningTask
-from preprocess.core.span_tags import HEAD, MENTION_ROLES, RELATION, TAIL, tag_role, tag_sentence, tag_span
+from preprocess.core.span_tags import (HEAD, LINK, MENTION_ROLES, RELATION, SPECIAL, TAIL, tag_role, tag_sentence,
+                                       tag_span)
 from preprocess.pipeline.train_log import TrainingProgress
 from tests.conftest import REPO_ROOT, build_real_binarized, run_stage, venv_bin
 
@@ -51,15 +53,24 @@ def masked_samples(masked, epochs=3):
             yield tokens, tags, sample["source"].numpy(), sample["target"].numpy() != masked.pad_idx
 
 
-def test_real_knowledge_sentences_mask_whole_mentions_only(task):
+def test_real_knowledge_sentences_predict_15_percent_of_entity_relation_tokens_never_links(task):
+    """The default knowledge masking on real sentences (the paper, section 3.2 / Table 9): the share of predicted
+    entity and relation tokens is 0.15 within a binomial bound, no link (or <s>, </s>) is ever predicted, and the
+    predicted tokens are hidden (80% <mask>)."""
     masked = task.dataset("train").streams["knowledge"]
-    assert isinstance(masked, KnowledgeMaskDataset) and len(masked) > 1000
+    assert isinstance(masked, KnowledgeMaskDataset) and masked.mode == "tokens" and len(masked) > 1000
+    mentions = predicted = hidden = 0
     for tokens, tags, source, targets in masked_samples(masked):
-        roles, spans = tag_role(tags), tag_span(tags)
+        roles = tag_role(tags)
+        assert not targets[(roles == LINK) | (roles == SPECIAL)].any()
         mention = np.isin(roles, MENTION_ROLES)
-        assert targets.any() and not targets[~mention].any()
-        assert (targets == (mention & np.isin(spans, spans[targets]))).all()
-        assert (source[~targets] == tokens[~targets]).all()
+        mentions += mention.sum()
+        predicted += (targets & mention).sum()
+        hidden += (source[targets] == task.mask_idx).sum()
+        kept = ~targets & (roles != LINK)
+        assert (source[kept] == tokens[kept]).all()
+    assert abs(predicted / mentions - 0.15) < 4 * math.sqrt(0.15 * 0.85 / mentions), (predicted, mentions)
+    assert hidden > 0.75 * predicted
 
 
 def test_real_reasoning_samples_follow_the_cycle_rules(task):
