@@ -31,7 +31,7 @@ from kmlm_fairseq.data.binarized_streams import (KNOWLEDGE, PLAIN, REASONING, ST
 from kmlm_fairseq.data.cycled_dataset import CycledDataset
 from kmlm_fairseq.data.knowledge_mask_dataset import KNOWLEDGE_MASKING_MODES, KnowledgeMaskDataset
 from kmlm_fairseq.data.multi_stream_dataset import MultiStreamDataset
-from kmlm_fairseq.data.plain_mask_dataset import PlainMaskDataset
+from kmlm_fairseq.data.plain_mask_dataset import PLAIN_MASKING_MODES, PlainMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
 from preprocess.core.seeds import derive_seed
 
@@ -73,6 +73,10 @@ class KMLMConfig(FairseqDataclass):
                 "--line_by_line); complete = whole lines packed up to tokens_per_sample; none = fixed-size blocks"})
     mask_prob: float = field(default=0.15, metadata={
         "help": "share of tokens to predict in plain text and knowledge sentences (paper, Table 9: 0.15)"})
+    plain_masking: ChoiceEnum(PLAIN_MASKING_MODES) = field(default="bernoulli", metadata={
+        "help": "plain text: bernoulli = each token with probability mask_prob, a line may predict nothing (the "
+                "official collator); count = exactly round(mask_prob x n) tokens, at least one (fairseq's "
+                "masked_lm; before issue 14)"})
     leave_unmasked_prob: float = field(default=0.1, metadata={
         "help": "share of the predicted plain/knowledge tokens left unchanged in the input"})
     random_token_prob: float = field(default=0.1, metadata={
@@ -190,7 +194,8 @@ class KMLMReasoningTask(FairseqTask):
         seed = derive_seed(self.cfg.seed, stream)
         if stream == PLAIN:
             return PlainMaskDataset(dataset, self.dictionary, self.mask_idx, seed, self.cfg.mask_prob,
-                                    self.cfg.leave_unmasked_prob, self.cfg.random_token_prob, epoch=epoch)
+                                    self.cfg.leave_unmasked_prob, self.cfg.random_token_prob, epoch=epoch,
+                                    mode=self.cfg.plain_masking)
         if stream == KNOWLEDGE:
             return self.knowledge_masking(dataset, seed, epoch)
         assert stream == REASONING, stream

@@ -83,6 +83,7 @@ def test_gpu_configs_have_the_paper_hyperparameters(name):
     assert (cfg.task.knowledge_masking, cfg.task.leave_unmasked_prob, cfg.task.random_token_prob) == ("tokens", 0.1,
                                                                                                         0.1)
     assert cfg.task.knowledge_at_least_one is False and cfg.task.multilang_sampling_alpha == 1.0
+    assert cfg.task.plain_masking == "bernoulli"
     if name.endswith("_len512"):
         assert (cfg.task.streams, cfg.task.tokens_per_sample, cfg.optimization.max_update) == ("plain", 512, 600)
         assert cfg.task.sample_break_mode == "complete"

@@ -106,7 +106,6 @@ def test_plain_masks_15_percent_with_80_10_10_and_never_specials(corpus):
     candidates = chosen = as_mask = unchanged = 0
     for item, sample in draws(masked, epochs=20):
         targets = predicted_positions(sample, dictionary.pad())
-        assert targets.any()
         assert not targets[np.isin(item, [dictionary.bos(), dictionary.eos()])].any()
         source = sample["source"].numpy()
         assert (source[~targets] == item[~targets]).all()
@@ -121,10 +120,28 @@ def test_plain_masks_15_percent_with_80_10_10_and_never_specials(corpus):
     assert unchanged / chosen == pytest.approx(0.1, abs=0.02)
 
 
-def test_plain_short_sample_always_gets_a_target(corpus):
+def test_plain_default_draws_each_token_independently_as_the_official_collator(corpus):
+    """Bernoulli(0.15) per token: a line with n candidates predicts none with probability 0.85^n (no forced one)."""
+    data, dictionary = corpus
+    plain = load_plain(str(data / "plain" / "en"), "train", dictionary, tokens_per_sample=128, break_mode="eos")
+    masked = PlainMaskDataset(plain, dictionary, dictionary.index("<mask>"), SEED)
+    assert masked.mode == "bernoulli"
+    empty, expected, counts = [], [], set()
+    for item, sample in draws(masked, epochs=10):
+        chosen = int(predicted_positions(sample, dictionary.pad()).sum())
+        empty.append(chosen == 0)
+        expected.append(0.85 ** (item.size - 2))
+        counts.add((item.size - 2, chosen))
+    p = np.mean(expected)
+    assert abs(np.mean(empty) - p) < binomial_bound(len(empty), p)
+    # with a fixed count, a line of n tokens would always predict round(0.15 n) +- 1
+    assert any(chosen > round(0.15 * n) + 1 for n, chosen in counts)
+
+
+def test_plain_count_mode_always_gets_a_target(corpus):
     _, dictionary = corpus
     short = ArrayDataset([np.array([dictionary.bos(), 10, dictionary.eos()])])
-    masked = PlainMaskDataset(short, dictionary, dictionary.index("<mask>"), SEED)
+    masked = PlainMaskDataset(short, dictionary, dictionary.index("<mask>"), SEED, mode="count")
     for epoch in range(1, 200):
         masked.set_epoch(epoch)
         assert predicted_positions(masked[0], dictionary.pad()).tolist() == [False, True, False]
