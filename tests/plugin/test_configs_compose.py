@@ -107,6 +107,14 @@ def test_configs_train_what_their_name_says(name):
         assert (cfg.bpe._name, cfg.bpe.sentencepiece_model) == ("sentencepiece", "/data/sentencepiece.bpe.model")
 
 
+def test_kmlm_and_mlm_only_are_one_key_away():
+    """docs/recipe.md: KMLM with any config through task._name, MLM only on plain text through task.streams."""
+    cfg = compose_like_fairseq("tiny_cpu", ("task._name=kmlm_knowledge",))
+    assert (cfg.task._name, cfg.model._name, cfg.task.knowledge_masking) == ("kmlm_knowledge", "roberta_tiny", "tokens")
+    cfg = compose_like_fairseq("kmlm_r_base", ("task.streams='plain'", "task.epoch_stream=longest"))
+    assert (cfg.task.streams, cfg.task.epoch_stream) == ("plain", "longest")
+
+
 def test_precision_groups():
     """fp16 on GPU (ours, not the paper's), bf16 as a run group, fp32 on CPU."""
     assert (compose_like_fairseq("kmlm_r_base").common.fp16, compose_like_fairseq("kmlm_r_base").common.bf16) == (
