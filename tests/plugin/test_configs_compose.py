@@ -90,6 +90,7 @@ def test_gpu_configs_have_the_paper_hyperparameters(name):
     else:
         assert cfg.task.streams == "plain,knowledge,reasoning" and cfg.task.tokens_per_sample == 128
         assert cfg.task.sample_break_mode == "eos"  # one line per sample, as the official --line_by_line
+        assert (cfg.task.epoch_stream, cfg.optimization.max_epoch) == ("knowledge", 1)
     assert cfg.model._name == ("roberta_large" if "large" in name else "roberta_base")
     assert cfg.task.recipe == name
 
