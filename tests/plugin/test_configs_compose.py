@@ -5,6 +5,7 @@ that schema at the primary config's _self_: a primary config listing _self_ last
 listed before it. hydra_init(name) reproduces that here, so such a config fails these checks.
 """
 import functools
+import re
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -101,11 +102,27 @@ def test_configs_train_what_their_name_says(name):
     large ones included, is KMLM_R; mBERT's checkpoints record no sentencepiece model, the others DATA's."""
     cfg = compose_like_fairseq(name)
     assert cfg.task._name == ("kmlm_knowledge" if name == "kmlm_base" else "kmlm_reasoning")
-    assert "KMLM_R" in (CONFIG_DIR / f"{name}.yaml").read_text().splitlines()[0] or name == "kmlm_base"
+    header = (CONFIG_DIR / f"{name}.yaml").read_text().splitlines()[0]
+    says = "KMLM base" if name == "kmlm_base" else r"KMLM_R\b|Stage 2 after \w+ \(KMLM_R\b"
+    assert re.match(f"# ({says})", header), header
     if name == "kmlm_r_mbert":
         assert cfg.bpe is None
     else:
         assert (cfg.bpe._name, cfg.bpe.sentencepiece_model) == ("sentencepiece", "/data/sentencepiece.bpe.model")
+
+
+def test_task_and_criterion_defaults_are_the_recipe():
+    """A run configured without our YAML (fairseq's own command line, a test building KMLMConfig) trains the same
+    recipe as recipe/kmlm.yaml."""
+    from kmlm_fairseq.criterions.kmlm_multitask import KMLMMultitaskConfig
+    from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig
+
+    cfg, defaults = compose_like_fairseq("kmlm_r_base"), KMLMConfig()
+    for key in ("streams", "tokens_per_sample", "mask_prob", "plain_masking", "knowledge_masking",
+                "knowledge_at_least_one", "sample_break_mode", "leave_unmasked_prob", "random_token_prob",
+                "diamond_relation_prob", "multilang_sampling_alpha"):
+        assert str(getattr(defaults, key)) == str(cfg.task[key]), key
+    assert KMLMMultitaskConfig().alpha == cfg.criterion.alpha == 0.3
 
 
 def test_kmlm_and_mlm_only_are_one_key_away():
