@@ -1,11 +1,14 @@
 """The model card (README.md) of an exported Hugging Face directory.
 
-Input: the fairseq checkpoint's config and training state (``read_checkpoint``) and the export's own checks.
+Input: the fairseq checkpoint's config and training state (``read_checkpoint``), the languages of each stream in
+its DATA directory (when it is there) and the export's own checks.
 Output: Markdown saying what was trained (task, config, settings), on what data, with which losses (the meters the
 checkpoint holds: the training epoch in progress and the last validation, base 2 as fairseq logs them) and how the
-export was verified (tokenizer ids and logits against fairseq's).
+export was verified (tokenizer ids and logits against fairseq's). No path is written: the same checkpoint gives
+the same card wherever it and its DATA are.
 """
 import math
+import os
 
 TRAINED = {
     "kmlm_reasoning": "KMLM_R: plain-text MLM + code-switched knowledge sentences + reasoning samples from entity "
@@ -69,9 +72,16 @@ def settings(cfg):
     return [(name, value) for name, value in rows if value not in (None, "None", "None, None, None")]
 
 
-def render(cfg, training, checkpoint, hf_class, checks):
+def data_description(languages_by_stream):
+    if not languages_by_stream:
+        return "the binarized DATA directory of the training (not found here to list its contents)"
+    return "binarized by kmlm-preprocess; " + "; ".join(
+        f"{stream}: {', '.join(languages) or 'none'}" for stream, languages in languages_by_stream.items())
+
+
+def render(cfg, training, checkpoint, hf_class, checks, languages_by_stream=None):
     """The card's Markdown. ``training``: {"num_updates", "metrics"}; ``checks``: {"sentences": n, "tolerance": t,
-    "max |Δlogit|": {check: value}}."""
+    "max |Δlogit|": {check: value}}; ``languages_by_stream``: {stream: [languages]} of the training DATA."""
     task = (cfg.get("task") or {}).get("_name") or "unknown"
     recipe = (cfg.get("task") or {}).get("recipe") or ""
     command = (f"`fairseq-hydra-train --config-dir configs --config-name {recipe}` (kmlm-fairseq)" if recipe
@@ -80,8 +90,8 @@ def render(cfg, training, checkpoint, hf_class, checks):
         f"# {recipe or task}: {hf_class} exported from a kmlm-fairseq checkpoint", "",
         f"- **Trained**: {TRAINED.get(task, f'fairseq task {task}')}.",
         f"- **Config**: {command}; its settings and their sources: kmlm-fairseq's docs/recipe.md.",
-        f"- **Data**: `{(cfg.get('task') or {}).get('data')}` (the binarized DATA directory of kmlm-preprocess).",
-        f"- **Checkpoint**: `{checkpoint}` after {training.get('num_updates')} updates.", "",
+        f"- **Data**: {data_description(languages_by_stream)}.",
+        f"- **Checkpoint**: `{os.path.basename(str(checkpoint))}` after {training.get('num_updates')} updates.", "",
         "| setting | value |", "|---|---|",
         *(f"| {name} | {value} |" for name, value in settings(cfg)), "",
         "## Losses", "",

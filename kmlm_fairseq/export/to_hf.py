@@ -15,6 +15,7 @@ Before anything is written, the conversion proves itself: the Hugging Face token
 real text, and both models' logits must agree within ``--tolerance`` on random ids and on real text.
 """
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -127,6 +128,17 @@ def load_tokenizer(args, dictionary, dict_path, max_len):
     return build_spm_tokenizer(spm, dictionary, dict_path, model_max_length=max_len), spm
 
 
+def training_languages(cfg):
+    """{stream: [languages with train data]} of the checkpoint's DATA for the kmlm tasks, {} when unknown."""
+    from kmlm_fairseq.data.binarized_streams import stream_languages
+
+    task = cfg.get("task") or {}
+    data = str(task.get("data") or "").split(":")[0]
+    if "streams" not in task or not os.path.isdir(data):
+        return {}
+    return {stream: stream_languages(data, stream, "train") for stream in str(task["streams"]).split(",")}
+
+
 def export(args):
     cfg, weights, training = fc.read_checkpoint(args.checkpoint)
     dict_path = args.dict or default_dict(cfg.get("task", {}).get("data"), args.checkpoint)
@@ -160,7 +172,8 @@ def export(args):
                                max_len, args.tolerance)
 
     card = model_card.render(cfg, training, args.checkpoint, key_map.hf_class,
-                             {"sentences": len(texts), "tolerance": args.tolerance, "max |Δlogit|": differences})
+                             {"sentences": len(texts), "tolerance": args.tolerance, "max |Δlogit|": differences},
+                             training_languages(cfg))
     with atomic_directory(args.outdir, overwrite=args.overwrite) as tmp:
         hf_model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

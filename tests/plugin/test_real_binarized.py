@@ -144,7 +144,8 @@ def test_export_of_a_kmlm_checkpoint_has_a_model_card_with_its_recipe_and_losses
     assert cli.main(["hf", str(save_dir / "checkpoint_last.pt"), str(tmp_path / "hf")]) == 0
     card = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
     assert card.startswith("# tiny_cpu: XLMRobertaForMaskedLM") and "KMLM_R: plain-text MLM" in card
-    assert "--config-name tiny_cpu" in card and "after 10 updates" in card
+    assert "--config-name tiny_cpu" in card and "`checkpoint_last.pt` after 10 updates" in card
+    assert "plain: de, en, ja; knowledge: de, ja; reasoning: de, en, ja" in card and str(save_dir) not in card
     assert "| knowledge masking | tokens |" in card and "| alpha | 0.3 |" in card
     assert "| split | loss | plain_loss | knowledge_loss | reasoning_loss |" in card
     train_row = next(line for line in card.splitlines() if line.startswith("| train "))
