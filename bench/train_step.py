@@ -37,6 +37,7 @@ from fairseq.dataclass.utils import omegaconf_no_object_check  # noqa: E402
 from fairseq.logging import metrics  # noqa: E402
 from fairseq.trainer import Trainer  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
 from kmlm_fairseq.data.binarized_streams import STREAMS, shard_prefixes, stream_languages  # noqa: E402
@@ -74,8 +75,10 @@ def training_config(data, batch_size, stock):
         cfg = compose("tiny_cpu", overrides=[f"task.data={data}", "++task.sample_break_mode=eos",
                                              f"dataset.batch_size={batch_size}", "dataset.disable_validation=true",
                                              "optimization.max_update=100000", "checkpoint.no_save=true",
-                                             "dataset.data_buffer_size=0"])
+                                             "dataset.data_buffer_size=0"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:job.config_name} (task.recipe)
     with open_dict(cfg):
+        del cfg["hydra"]
         cfg.common.user_dir = None  # already imported
         if stock:
             cfg.task = OmegaConf.create({"_name": "masked_lm", "data": str(data), "sample_break_mode": "eos",

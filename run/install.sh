@@ -38,7 +38,7 @@ install_fingerprint() {
 }
 
 imports_work() {
-    "$VENV/bin/python" -c "import fairseq, kmlm_fairseq, preprocess.cli, transformers" >/dev/null 2>&1
+    "$VENV/bin/python" -c "import fairseq, kmlm_fairseq, preprocess.cli, transformers, tensorboardX" >/dev/null 2>&1
 }
 
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
@@ -67,7 +67,7 @@ if "${PIP[@]}" show torchaudio >/dev/null 2>&1; then
 fi
 step "installing kmlm-fairseq in editable mode" "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 
-"$VENV/bin/python" -c "import fairseq, kmlm_fairseq, preprocess.cli, transformers" \
+"$VENV/bin/python" -c "import fairseq, kmlm_fairseq, preprocess.cli, transformers, tensorboardX" \
     || fail "the installed packages do not import (see the traceback above)"
 install_fingerprint >"$STAMP"
 echo "run/install.sh: done: $("$VENV/bin/python" -c 'import torch, fairseq; print("torch", torch.__version__, "fairseq", fairseq.__version__)' 2>/dev/null)"

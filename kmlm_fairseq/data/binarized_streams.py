@@ -13,12 +13,12 @@ import logging
 import os
 
 import numpy as np
-
 from fairseq.data import ConcatDataset, PrependTokenDataset, TokenBlockDataset, TruncateDataset
 from fairseq.data.indexed_dataset import MMapIndexedDataset
 
 from kmlm_fairseq.data.cycled_dataset import CycledDataset
 from kmlm_fairseq.data.tagged_tokens_dataset import TaggedTokensDataset
+from kmlm_fairseq.data.truncated_lines_dataset import TruncatedLinesDataset
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.indexed import check_indexed_dataset
 from preprocess.core.seeds import derive_seed
@@ -64,9 +64,18 @@ def concat(datasets):
 
 
 def load_plain(directory, split, dictionary, tokens_per_sample, break_mode):
-    """Plain text in blocks of at most tokens_per_sample tokens, <s> included; longer lines are truncated."""
+    """Plain text in samples of at most tokens_per_sample tokens, <s> included; longer lines are truncated.
+
+    eos (one line per sample): a longer line keeps its first tokens_per_sample - 2 tokens and its </s>, as the
+    official run's tokenizer truncation (--line_by_line, max_seq_length 128); the number cut is logged. complete:
+    a line longer than a block keeps its first tokens_per_sample - 1 tokens, then lines are packed."""
     lines = concat([checked_dataset(prefix)[0] for prefix in shard_prefixes(directory, split)])
-    if break_mode != "none":
+    if break_mode == "eos":
+        lines = TruncatedLinesDataset(lines, tokens_per_sample - 1, dictionary.eos())
+        if lines.truncated:
+            logger.info(f"{directory} {split}: {lines.truncated} of {len(lines)} lines longer than "
+                        f"{tokens_per_sample} tokens truncated")
+    elif break_mode != "none":
         lines = TruncateDataset(lines, tokens_per_sample - 1)
     blocks = TokenBlockDataset(lines, lines.sizes, tokens_per_sample - 1, pad=dictionary.pad(),
                                eos=dictionary.eos(), break_mode=break_mode)
@@ -107,7 +116,8 @@ def temperature_sizes(lengths, alpha):
 
 
 def mix_languages(datasets, alpha, seed, name, epoch=1):
-    """Concatenate the languages' datasets (alpha = 1, the paper), or resample them per epoch with a temperature."""
+    """Concatenate the languages' datasets (alpha = 1, as the official code), or resample them per epoch with a
+    temperature."""
     langs = list(datasets)
     if alpha == 1.0 or len(langs) == 1:
         return concat([datasets[lang] for lang in langs])

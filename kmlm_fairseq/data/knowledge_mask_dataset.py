@@ -3,24 +3,29 @@
 Input: (2, L) token+tag tensors (TaggedTokensDataset; tags from preprocess.core.span_tags).
 Output: MaskingDataset's {"source", "target"} pair; the two link <mask>s are never predicted.
 
-mode "spans" (the paper: "randomly masked entity/relation tokens"): whole mentions (all subwords of a head,
-relation or tail span) are added in random order until they cover round(mask_prob x the number of mention
-tokens) tokens (probabilistic rounding; the last span may overshoot), at least one mention.
-mode "tokens" (the reference code: HF's collator on the whole sentence): every token but <s>/</s> is chosen with
-probability mask_prob, link positions included, and the links' labels are then dropped; at least one non-link.
-Chosen positions get 80/10/10 (<mask> / random token / unchanged) in both modes, as the reference collator does.
+mode "tokens" (the default: the paper, section 3.2 and Fig. 3, "we randomly mask the remaining tokens", with
+probability 0.15 (Table 9); the official collator DataCollatorForSyntheticSentence does exactly this): every token
+but <s>/</s> is chosen independently with probability mask_prob, link positions included, and the links' labels
+are then dropped. A sample where no entity/relation/punctuation token is drawn predicts nothing, as in the official
+collator (its tokens still serve as context for the batch); ``at_least_one`` instead predicts one such token drawn
+at random (the behaviour of this mode before it became the default).
+mode "spans" (a variant of ours, not the paper's): whole mentions (all subwords of a head, relation or tail span)
+are added in random order until they cover round(mask_prob x the number of mention tokens) tokens (probabilistic
+rounding; the last span may overshoot), at least one mention; in a one-triple sentence that is one whole mention,
+about a third of the mention tokens.
+Chosen positions get 80/10/10 (<mask> / random token / unchanged) in both modes, as the official collator does.
 """
 import numpy as np
 
 from kmlm_fairseq.data.masking_dataset import MaskingDataset
 from preprocess.core.span_tags import LINK, MENTION_ROLES, SPECIAL, tag_role, tag_span
 
-KNOWLEDGE_MASKING_MODES = ("spans", "tokens")
+KNOWLEDGE_MASKING_MODES = ("tokens", "spans")
 
 
 class KnowledgeMaskDataset(MaskingDataset):
-    def __init__(self, dataset, vocab, mask_idx, seed, mask_prob=0.15, mode="spans", leave_unmasked_prob=0.1,
-                 random_token_prob=0.1, epoch=1):
+    def __init__(self, dataset, vocab, mask_idx, seed, mask_prob=0.15, mode="tokens", leave_unmasked_prob=0.1,
+                 random_token_prob=0.1, epoch=1, at_least_one=False):
         super().__init__(dataset, vocab, mask_idx, seed, epoch)
         if mode not in KNOWLEDGE_MASKING_MODES:
             raise ValueError(f"knowledge masking mode must be one of {KNOWLEDGE_MASKING_MODES}, not {mode!r}")
@@ -28,6 +33,8 @@ class KnowledgeMaskDataset(MaskingDataset):
         self.mode = mode
         self.leave_unmasked_prob = leave_unmasked_prob
         self.random_token_prob = random_token_prob
+        self.at_least_one = at_least_one
+        self.may_predict_nothing = mode == "tokens" and not at_least_one
 
     def mask(self, item, rng):
         tokens, tags = item
@@ -55,7 +62,7 @@ class KnowledgeMaskDataset(MaskingDataset):
         candidates = roles != SPECIAL
         chosen = candidates & (rng.random(roles.size) < self.mask_prob)
         predictable = candidates & (roles != LINK)
-        if not (chosen & predictable).any():
+        if self.at_least_one and not (chosen & predictable).any():
             options = np.flatnonzero(predictable)
             if options.size == 0:
                 raise ValueError("knowledge sample without any token to predict")

@@ -3,9 +3,10 @@
 Input: a dataset of 1-D token tensors (plain text) or of (2, L) token+tag tensors (TaggedTokensDataset).
 Output: ``{"source": LongTensor[L], "target": LongTensor[L]}``: the target holds the original token at every
 position to predict and pad elsewhere; the source hides those positions. A subclass decides which positions
-(``mask``); this class draws the random generator, guarantees at least one target (no NaN loss) and offers BERT's
-80/10/10 replacement. Computing source and target in one call (instead of fairseq's two MaskTokensDataset copies
-behind an LRU cache) draws the mask once and cannot go stale across epochs.
+(``mask``); this class draws the random generator, checks that a sample has at least one target unless the
+subclass allows none (``may_predict_nothing``: the criterion's per-stream mean is over the whole batch, so an empty
+sample costs nothing) and offers BERT's 80/10/10 replacement. Computing source and target in one call (instead of
+fairseq's two MaskTokensDataset copies behind an LRU cache) draws the mask once and cannot go stale across epochs.
 """
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ from fairseq.data import BaseWrapperDataset
 
 
 class MaskingDataset(BaseWrapperDataset):
+    may_predict_nothing = False
+
     def __init__(self, dataset, vocab, mask_idx, seed, epoch=1):
         super().__init__(dataset)
         self.pad_idx = vocab.pad()
@@ -31,7 +34,7 @@ class MaskingDataset(BaseWrapperDataset):
         item = self.dataset[index].numpy()
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
         source, targets = self.mask(item, rng)
-        if not targets.any():
+        if not self.may_predict_nothing and not targets.any():
             raise RuntimeError(f"{type(self).__name__}: sample {index} ended up with nothing to predict")
         tokens = item[0] if item.ndim == 2 else item
         target = np.full_like(tokens, self.pad_idx)

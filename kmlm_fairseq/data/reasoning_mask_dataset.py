@@ -1,9 +1,9 @@
-"""Masking of reasoning samples from entity-graph cycles (stream 3, loss L_L), the paper's rules.
+"""Masking of reasoning samples from entity-graph cycles (stream 3, loss L_L): the rules of the official collator.
 
 Input: (2, L) token+tag tensors (TaggedTokensDataset): 3 sentences ``h <mask> r <mask> t .`` for a triangle,
 5 for a diamond (the 4-cycle A-B-D-C-A, then its diagonal B-C), told apart by the number of sentences.
 Output: MaskingDataset's {"source", "target"} pair; every token of a chosen mention becomes <mask> (no 80/10/10,
-as the reference code) and is predicted.
+as the official DataCollatorForSyntheticSentenceReasoning) and is predicted (sources: docs/recipe.md).
 
 - triangle: one whole relation mention (its entities appear twice each, so masking them would be trivial);
 - diamond: with probability relation_prob one relation mention plus one or two entity (head/tail) mentions, one

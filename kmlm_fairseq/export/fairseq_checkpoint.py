@@ -43,7 +43,8 @@ class _DictionaryTask:
 
 
 def read_checkpoint(path):
-    """``(cfg, state_dict)`` of a fairseq checkpoint, whatever task trained it; ``cfg`` is a plain dict."""
+    """``(cfg, state_dict, training)`` of a fairseq checkpoint, whatever task trained it; ``cfg`` is a plain dict,
+    ``training`` holds ``num_updates`` and the saved ``metrics`` meters (for the model card)."""
     from fairseq import checkpoint_utils
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -65,7 +66,10 @@ def read_checkpoint(path):
     if not name.startswith(("roberta", "xlm")):
         raise UserFacingError(f"{path}: model {name!r} is not fairseq's RoBERTa")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-    return cfg, weights
+    history = state.get("optimizer_history") or [{}]
+    training = {"num_updates": history[-1].get("num_updates"),
+                "metrics": (state.get("extra_state") or {}).get("metrics")}
+    return cfg, weights, training
 
 
 def not_a_checkpoint(path, err):

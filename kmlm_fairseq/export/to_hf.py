@@ -8,18 +8,21 @@ fairseq dictionary it was trained with (default: ``dict.txt`` in the checkpoint'
 tokenizer: the sentencepiece model (default: ``sentencepiece.bpe.model`` next to dict.txt) or, for BERT, the
 Hugging Face tokenizer directory written by ``kmlm-export fairseq``.
 Output: OUTDIR with ``config.json``, ``model.safetensors`` (float32), ``tokenizer.json`` +
-``tokenizer_config.json`` (+ a copy of the sentencepiece model): ``XLMRobertaForMaskedLM`` (or ``BertForMaskedLM``).
+``tokenizer_config.json`` (+ a copy of the sentencepiece model): ``XLMRobertaForMaskedLM`` (or ``BertForMaskedLM``),
+and a model card ``README.md`` (model_card.py: what was trained, data, settings, losses, the checks below).
 
 Before anything is written, the conversion proves itself: the Hugging Face tokenizer must give fairseq's ids on
 real text, and both models' logits must agree within ``--tolerance`` on random ids and on real text.
 """
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from kmlm_fairseq.export import fairseq_checkpoint as fc
+from kmlm_fairseq.export import model_card
 from kmlm_fairseq.export.files import atomic_directory
 from kmlm_fairseq.export.key_map import KEY_MAPS, fairseq_to_hf
 from kmlm_fairseq.export.tokenizer import (
@@ -125,8 +128,19 @@ def load_tokenizer(args, dictionary, dict_path, max_len):
     return build_spm_tokenizer(spm, dictionary, dict_path, model_max_length=max_len), spm
 
 
+def training_languages(cfg):
+    """{stream: [languages with train data]} of the checkpoint's DATA for the kmlm tasks, {} when unknown."""
+    from kmlm_fairseq.data.binarized_streams import stream_languages
+
+    task = cfg.get("task") or {}
+    data = str(task.get("data") or "").split(":")[0]
+    if "streams" not in task or not os.path.isdir(data):
+        return {}
+    return {stream: stream_languages(data, stream, "train") for stream in str(task["streams"]).split(",")}
+
+
 def export(args):
-    cfg, weights = fc.read_checkpoint(args.checkpoint)
+    cfg, weights, training = fc.read_checkpoint(args.checkpoint)
     dict_path = args.dict or default_dict(cfg.get("task", {}).get("data"), args.checkpoint)
     dictionary = load_dictionary(dict_path)
     rows = weights.get("encoder.sentence_encoder.embed_tokens.weight")
@@ -157,11 +171,15 @@ def export(args):
     differences = check_logits(fairseq_model, hf_model, perm, dictionary, [encoder.encode(t) for t in texts],
                                max_len, args.tolerance)
 
+    card = model_card.render(cfg, training, args.checkpoint, key_map.hf_class,
+                             {"sentences": len(texts), "tolerance": args.tolerance, "max |Δlogit|": differences},
+                             training_languages(cfg))
     with atomic_directory(args.outdir, overwrite=args.overwrite) as tmp:
         hf_model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if spm is not None:
             shutil.copyfile(spm, tmp / SPM_NAME)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
     logger.info("wrote %s: %s, %d layers, hidden %d, vocabulary %d, max length %d; max |Δlogit| %s",
                 args.outdir, key_map.hf_class, model_args.encoder_layers, model_args.encoder_embed_dim,
                 len(dictionary), max_len, ", ".join(f"{k} {v:.1e}" for k, v in differences.items()))

@@ -1,6 +1,11 @@
 """Task ``kmlm_knowledge`` (the paper's KMLM ablation, no R): the reasoning samples are masked like the knowledge
 sentences (KnowledgeMaskDataset, task.knowledge_masking) instead of with the cycle rules.
 
+The paper: "the masked language modeling task is also used on the reasoning based data"; the official
+``run_k_mlm_ablation_mlm.py`` feeds the reasoning samples to the knowledge collator (DataCollatorForSyntheticSentence):
+each token with probability mask_prob, 80/10/10, the link <mask>s never predicted. That is the default here
+(``knowledge_masking: tokens``); ``task.knowledge_masking=spans`` gives the kmlm_base of before issue 14 (whole
+mentions in both streams).
 Input and output as ``kmlm_reasoning``; the criterion still reports the reasoning stream's loss separately.
 """
 from dataclasses import dataclass

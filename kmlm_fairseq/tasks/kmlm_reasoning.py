@@ -9,7 +9,8 @@ Streams: plain text (15%, 80/10/10: PlainMaskDataset), code-switched knowledge s
 reasoning samples from cycles (ReasoningMaskDataset). In training, the stream named by ``epoch_stream`` (default:
 the one with the most batches) sets the number of updates per epoch; the others are cycled through fresh
 permutations (or subsampled) to the same number of batches, so a short stream repeats with new masks and in a new
-order every time. Each stream may hold one dataset per language, concatenated (paper) or temperature-sampled.
+order every time. Each stream may hold one dataset per language, concatenated (as the official code) or
+temperature-sampled. Every default and its source: docs/recipe.md.
 """
 import logging
 import math
@@ -30,7 +31,7 @@ from kmlm_fairseq.data.binarized_streams import (KNOWLEDGE, PLAIN, REASONING, ST
 from kmlm_fairseq.data.cycled_dataset import CycledDataset
 from kmlm_fairseq.data.knowledge_mask_dataset import KNOWLEDGE_MASKING_MODES, KnowledgeMaskDataset
 from kmlm_fairseq.data.multi_stream_dataset import MultiStreamDataset
-from kmlm_fairseq.data.plain_mask_dataset import PlainMaskDataset
+from kmlm_fairseq.data.plain_mask_dataset import PLAIN_MASKING_MODES, PlainMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
 from preprocess.core.seeds import derive_seed
 
@@ -52,8 +53,9 @@ class KMLMConfig(FairseqDataclass):
     languages: str = field(default="", metadata={
         "help": "comma-separated languages to read; empty: every language directory of each stream"})
     multilang_sampling_alpha: float = field(default=1.0, metadata={
-        "help": "1.0: concatenate each stream's languages (paper); below 1: sample language l with probability "
-                "proportional to n_l^alpha, redrawn every epoch (training only)"})
+        "help": "1.0: concatenate each stream's languages (the official code reads all files as one dataset); "
+                "below 1: sample language l with probability proportional to n_l^alpha, redrawn every epoch "
+                "(training only)"})
     plain_batch_size: Optional[int] = field(default=None, metadata={
         "help": "sequences per plain-text sub-batch (default: dataset.batch_size)"})
     knowledge_batch_size: Optional[int] = field(default=None, metadata={
@@ -65,20 +67,34 @@ class KMLMConfig(FairseqDataclass):
                 "are cycled through fresh permutations, or subsampled, to the same number of batches"})
     tokens_per_sample: int = field(default=128, metadata={
         "help": "max tokens per sample, <s> included; longer knowledge/reasoning samples are skipped"})
-    sample_break_mode: SAMPLE_BREAK_MODE_CHOICES = field(default="complete", metadata={
-        "help": "how plain-text lines form samples (fairseq's TokenBlockDataset): complete = whole lines packed "
-                "up to tokens_per_sample, eos = one line per sample, none = fixed-size blocks"})
-    mask_prob: float = field(default=0.15, metadata={"help": "share of tokens to predict (plain, knowledge)"})
+    sample_break_mode: SAMPLE_BREAK_MODE_CHOICES = field(default="eos", metadata={
+        "help": "how plain-text lines form samples (fairseq's TokenBlockDataset): eos = one line per sample, a "
+                "longer line cut to its first tokens_per_sample - 2 tokens + </s> (the official run's "
+                "--line_by_line); complete = whole lines packed up to tokens_per_sample; none = fixed-size blocks"})
+    mask_prob: float = field(default=0.15, metadata={
+        "help": "share of tokens to predict in plain text and knowledge sentences (paper, Table 9: 0.15)"})
+    plain_masking: ChoiceEnum(PLAIN_MASKING_MODES) = field(default="bernoulli", metadata={
+        "help": "plain text: bernoulli = each token with probability mask_prob, a line may predict nothing (the "
+                "official collator); count = exactly round(mask_prob x n) tokens, at least one (fairseq's "
+                "masked_lm; before issue 14)"})
     leave_unmasked_prob: float = field(default=0.1, metadata={
         "help": "share of the predicted plain/knowledge tokens left unchanged in the input"})
     random_token_prob: float = field(default=0.1, metadata={
         "help": "share of the predicted plain/knowledge tokens replaced by a random token"})
-    knowledge_masking: ChoiceEnum(KNOWLEDGE_MASKING_MODES) = field(default="spans", metadata={
-        "help": "spans: whole entity/relation mentions, ~mask_prob of their tokens (paper); tokens: mask_prob of "
-                "all tokens, link positions never predicted (the reference code)"})
+    knowledge_masking: ChoiceEnum(KNOWLEDGE_MASKING_MODES) = field(default="tokens", metadata={
+        "help": "tokens: each token with probability mask_prob, 80/10/10, link positions never predicted (paper "
+                "section 3.2 and the official collator); spans: whole entity/relation mentions covering about "
+                "mask_prob of the mention tokens, at least one (a variant of ours; in a one-triple sentence one "
+                "whole mention). kmlm_knowledge masks its reasoning samples the same way"})
+    knowledge_at_least_one: bool = field(default=False, metadata={
+        "help": "tokens mode: when no entity/relation token is drawn, predict one at random (before issue 14; the "
+                "official collator then predicts nothing)"})
     diamond_relation_prob: float = field(default=0.8, metadata={
         "help": "diamonds: probability of masking one relation + 1-2 entity mentions (else one sentence's head "
                 "and tail)"})
+    recipe: str = field(default="", metadata={
+        "help": "name of the config the run was composed from (configs/recipe/kmlm.yaml sets it from Hydra); kept "
+                "in the checkpoint for the exported model card"})
     seed: int = II("common.seed")
     batch_size: Optional[int] = II("dataset.batch_size")
     train_subset: str = II("dataset.train_subset")
@@ -179,7 +195,8 @@ class KMLMReasoningTask(FairseqTask):
         seed = derive_seed(self.cfg.seed, stream)
         if stream == PLAIN:
             return PlainMaskDataset(dataset, self.dictionary, self.mask_idx, seed, self.cfg.mask_prob,
-                                    self.cfg.leave_unmasked_prob, self.cfg.random_token_prob, epoch=epoch)
+                                    self.cfg.leave_unmasked_prob, self.cfg.random_token_prob, epoch=epoch,
+                                    mode=self.cfg.plain_masking)
         if stream == KNOWLEDGE:
             return self.knowledge_masking(dataset, seed, epoch)
         assert stream == REASONING, stream
@@ -188,7 +205,8 @@ class KMLMReasoningTask(FairseqTask):
     def knowledge_masking(self, dataset, seed, epoch):
         return KnowledgeMaskDataset(dataset, self.dictionary, self.mask_idx, seed, self.cfg.mask_prob,
                                     self.cfg.knowledge_masking, self.cfg.leave_unmasked_prob,
-                                    self.cfg.random_token_prob, epoch=epoch)
+                                    self.cfg.random_token_prob, epoch=epoch,
+                                    at_least_one=self.cfg.knowledge_at_least_one)
 
     def reasoning_masking(self, dataset, seed, epoch):
         return ReasoningMaskDataset(dataset, self.dictionary, self.mask_idx, seed,

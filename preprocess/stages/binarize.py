@@ -28,12 +28,15 @@ Other drops, each counted in the summary: malformed spans (not head, relation, t
 to nothing, no output language (a lang_pair without exactly one non-English side, a null lang), languages outside
 ``--languages``.
 
-Valid split. Whole groups (a knowledge triple with all its variants; a reasoning cycle) are held out, in every
-language alike: a group goes to ``valid`` when hash(seed, triple_index / cycle_id) < the dataset's threshold. The
-threshold is set from all rows of the dataset (a first pass over the two key columns, bounded memory) so that
-``valid`` holds ``round(--valid-fraction x samples)`` samples, at least 1 and at most ``--valid-max``, less the
-part of a group that would cross that size (but at least one group). It depends only on the seed and the input
-rows: not on ``--workers``, ``--chunk-size`` or ``--part``.
+Valid split. Whole groups (a knowledge triple with all its variants; a reasoning cycle) are held out: a group goes
+to ``valid`` when hash(seed, triple_index / cycle_id) < the dataset's (language's) threshold. The hash is the same
+in every language, so a group is held out in every language alike where the languages hold the same groups with
+equally many samples each; where they do not (a cycle lacks labels in some language; alias samples are dropped per
+language when an item lacks an alias), the thresholds differ slightly and a group near them may be valid in one
+language and train in another. The threshold is set from all rows of the dataset (a first pass over the two key
+columns, bounded memory) so that ``valid`` holds ``round(--valid-fraction x samples)`` samples, at least 1 and at
+most ``--valid-max``, less the part of a group that would cross that size (but at least one group). It depends only
+on the seed and the input rows: not on ``--workers``, ``--chunk-size`` or ``--part``.
 
 Scale. Rows are read in chunks of ``--chunk-size``; ``--workers`` processes encode chunks (all mention texts of a
 chunk deduplicated and batch-encoded, then assembled with NumPy gathers); the main process writes results in chunk

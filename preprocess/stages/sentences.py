@@ -13,14 +13,18 @@ variant number. The rendering ``h <mask> r <mask> t .`` is left to binarization.
 Rules (KMLM, docs/design.md §1), for each kept triple (h, r, t) and each non-English language L of --languages:
 - code-switched (``--variants-per-language`` samples): start from the English labels; each of h, r, t independently
   switches to its L label with p = 0.5 when it has one.
-- alias-replaced (``--alias-variants-per-language`` samples): each item independently picks L with p = 0.5 when it
-  has a label or an alias in L (English otherwise), then takes a uniformly random alias in the picked language.
-  First-half rule (on by default, as the reference code): an item with n > 2 aliases draws only among the first
-  int(n/2)+1 (Wikidata lists the common aliases first). An item with no alias in the picked language takes its
-  label in that language instead.
+- alias-replaced (``--alias-variants-per-language`` samples), ``--alias-missing drop`` (the default, as the
+  official wikidata_tool/dump_by_id.py): each item independently picks L or English with p = 0.5, then takes a
+  uniformly random alias in the picked language; a sample where some item has no alias in its picked language is
+  not written (counted "alias: dropped, ..."): it would only repeat labels, and the official code writes no alias
+  line then. ``--alias-missing label`` (the rule before issue 14): an item picks L only when it has a label or an
+  alias in L, and an item without an alias in its language takes its label there; no sample is dropped.
+  First-half rule (on by default, as the official code): an item with n > 2 aliases draws only among the first
+  int(n/2)+1 (Wikidata lists the common aliases first).
 - A sample may come out all English (p = 1/8 when all three items have L labels): it is kept, it is what the rule
-  draws. A (triple, L) pair where no item has anything in L is skipped and counted: its sample would be English
-  only and the same for every L.
+  draws. A (triple, L) pair where no item has anything in L (a label for code-switched samples; an alias, or with
+  ``--alias-missing label`` a label or an alias, for alias samples) is skipped and counted: its sample would be
+  English only and the same for every L.
 - A triple whose head, relation or tail has no English label (or is not in entities.parquet) is skipped and counted:
   every sample starts from the English labels.
 - ``--sample-triples F`` keeps each triple with probability F, ``--max-triples N`` exactly N triples (uniformly
@@ -72,6 +76,7 @@ logger = logging.getLogger("kmlm-preprocess sentences")
 
 SWITCH_PROBABILITY = 0.5
 RNG_BLOCK = 1024
+ALIAS_MISSING_DROP, ALIAS_MISSING_LABEL = "drop", "label"
 
 
 def block_uniforms(seed, stream, index, width):
@@ -132,12 +137,19 @@ def codeswitch_item(english, target, rows, u):
     return text, switch
 
 
-def alias_item(english, target, rows, u_lang, u_pick, first_half):
-    switch = (u_lang < SWITCH_PROBABILITY) & target.has_terms(rows)
-    switch_arr = pa.array(switch)
-    target_text = pc.coalesce(draw_alias(target, rows, u_pick, first_half), target.labels(rows))
-    english_text = pc.coalesce(draw_alias(english, rows, u_pick, first_half), english.labels(rows))
-    return pc.if_else(switch_arr, target_text, english_text), switch
+def alias_item(english, target, rows, u_lang, u_pick, config):
+    """(text, switched to L, has an alias in its language) of one item per row; with ``alias_missing`` "label" the
+    text falls back to the label and every row counts as having one."""
+    if config.alias_missing == ALIAS_MISSING_LABEL:
+        switch = (u_lang < SWITCH_PROBABILITY) & target.has_terms(rows)
+        target_text = pc.coalesce(draw_alias(target, rows, u_pick, config.first_half), target.labels(rows))
+        english_text = pc.coalesce(draw_alias(english, rows, u_pick, config.first_half), english.labels(rows))
+        return pc.if_else(pa.array(switch), target_text, english_text), switch, np.ones(len(rows), bool)
+    switch = u_lang < SWITCH_PROBABILITY
+    text = pc.if_else(pa.array(switch), draw_alias(target, rows, u_pick, config.first_half),
+                      draw_alias(english, rows, u_pick, config.first_half))
+    has_alias = np.where(switch, target.alias_count[rows] > 0, english.alias_count[rows] > 0)
+    return text, switch, has_alias
 
 
 # --- The stage ----------------------------------------------------------------------------------------------------
@@ -147,6 +159,7 @@ class SentenceConfig:
     variants: int
     alias_variants: int
     first_half: bool
+    alias_missing: str = ALIAS_MISSING_DROP
 
 
 def triple_entity_rows(tables_dir, entity_ids):
@@ -189,6 +202,15 @@ def select_triples(usable, seed, sample_fraction=None, max_triples=None):
     return np.sort(candidates[np.argpartition(keys[candidates], max_triples)[:max_triples]])
 
 
+def has_anything(kind, target, config):
+    """Per entity row, whether it can put language L into a sample of this kind."""
+    if kind == CODESWITCH:
+        return target.has_label
+    if config.alias_missing == ALIAS_MISSING_DROP:
+        return target.alias_count > 0
+    return target.has_label | (target.alias_count > 0)
+
+
 def render_chunk(index, rows, english, target, entity_ids, config, counts):
     """The samples of one chunk of triples for the pair (en, target.lang), in output order."""
     pair = f"{PIVOT_LANGUAGE}-{target.lang}"
@@ -197,21 +219,24 @@ def render_chunk(index, rows, english, target, entity_ids, config, counts):
         n_variants = config.variants if kind == CODESWITCH else config.alias_variants
         if not n_variants:
             continue
-        has = target.has_label if kind == CODESWITCH else (target.has_label | (target.alias_count > 0))
-        present = has[rows].any(axis=0)
+        present = has_anything(kind, target, config)[rows].any(axis=0)
         if not present.all():
             counts[f"{pair} {kind}: skipped, no item has anything in {target.lang}"] += int((~present).sum())
         kind_index, kind_rows = index[present], rows[:, present]
         for number in range(n_variants):
             u = block_uniforms(config.seed, (kind, target.lang, number), kind_index, 6)
-            items = []
-            for i in range(len(ROLES)):
-                if kind == CODESWITCH:
-                    items.append(codeswitch_item(english, target, kind_rows[i], u[:, i]))
-                else:
-                    items.append(alias_item(english, target, kind_rows[i], u[:, i], u[:, 3 + i], config.first_half))
-            parts.append((kind_index, kind_code, number, kind_rows, items))
-            counts[f"{pair} {kind}"] += len(kind_index)
+            if kind == CODESWITCH:
+                items = [codeswitch_item(english, target, kind_rows[i], u[:, i]) for i in range(len(ROLES))]
+                keep = np.ones(len(kind_index), bool)
+            else:
+                drawn = [alias_item(english, target, kind_rows[i], u[:, i], u[:, 3 + i], config)
+                         for i in range(len(ROLES))]
+                keep = np.logical_and.reduce([has_alias for _, _, has_alias in drawn])
+                items = [(text.filter(pa.array(keep)), switch[keep]) for text, switch, _ in drawn]
+                if not keep.all():
+                    counts[f"{pair} {kind}: dropped, an item has no alias in its language"] += int((~keep).sum())
+            parts.append((kind_index[keep], kind_code, number, kind_rows[:, keep], items))
+            counts[f"{pair} {kind}"] += int(keep.sum())
     if not parts:
         return SENTENCES_SCHEMA.empty_table()
     count_mentions(parts, pair, target.lang, counts)
@@ -305,6 +330,10 @@ def add_arguments(parser):
     parser.add_argument("--alias-first-half", action=argparse.BooleanOptionalAction, default=True,
                         help="draw aliases only among the first int(n/2)+1 of an item's n > 2 aliases, as the "
                              "reference code (default: on)")
+    parser.add_argument("--alias-missing", choices=(ALIAS_MISSING_DROP, ALIAS_MISSING_LABEL),
+                        default=ALIAS_MISSING_DROP,
+                        help="an item without an alias in its drawn language: drop the alias sample (default, as "
+                             "the official code; counted) or take the item's label (before issue 14)")
     parser.add_argument("--chunk-size", type=int, default=1 << 16,
                         help="triples rendered at once (memory only: the output does not depend on it)")
 
@@ -321,7 +350,7 @@ def run(args):
     if args.chunk_size < 1:
         raise UserFacingError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     config = SentenceConfig(args.seed, args.variants_per_language, args.alias_variants_per_language,
-                            args.alias_first_half)
+                            args.alias_first_half, args.alias_missing)
     output_path = f"{args.output}/{SENTENCES_FILE}"
     summary_path(args.output, "sentences").unlink(missing_ok=True)
     counts = build_sentences(args.input, output_path, resolve_languages(args.languages, args.input), config,

@@ -100,3 +100,12 @@ def test_fairseq_text_encoder_matches_the_hub_interface(fairseq_run):
     hub = fairseq_hub(checkpoint, data_bin)
     ours = FairseqTextEncoder(load_dictionary(data_bin / "dict.txt"), spm_path=data_bin / "sentencepiece.bpe.model")
     assert all(ours.encode(t) == hub.encode(t).tolist() for t in DEFAULT_TEXTS)
+
+
+def test_export_writes_a_model_card(fairseq_run, exported_hf):
+    checkpoint, data_bin = fairseq_run
+    card = (exported_hf / "README.md").read_text(encoding="utf-8")
+    assert "masked language modelling (fairseq's masked_lm task)" in card
+    assert "`checkpoint_last.pt` after 2 updates" in card and str(checkpoint.parent) not in card
+    assert "| train (the epoch in progress at the checkpoint) | " in card
+    assert f"fairseq's ids on {len(DEFAULT_TEXTS)} sentences" in card and "random ids" in card

@@ -4,6 +4,7 @@ initialisation run in-process: test_model_init.py)."""
 import os
 import re
 import socket
+import struct
 import subprocess
 
 import numpy as np
@@ -68,8 +69,25 @@ def free_port():
 @pytest.fixture(scope="module")
 def straight_run(data, tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("straight")
-    log = hydra_train(data, save_dir, "optimization.max_update=24", "lr_scheduler.total_num_update=24")
+    log = hydra_train(data, save_dir, "optimization.max_update=24", "lr_scheduler.total_num_update=24",
+                      f"common.tensorboard_logdir={save_dir / 'tensorboard'}")
     return save_dir, log
+
+
+def tensorboard_scalars(directory):
+    """{tag: [(step, value)]} of the TFRecord event files under ``directory`` (length, crc, event, crc records)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = event_pb2.Event.FromString(data[offset + 12: offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
 
 
 def test_tiny_cpu_trains_all_three_streams_with_falling_losses(straight_run):
@@ -83,6 +101,20 @@ def test_tiny_cpu_trains_all_three_streams_with_falling_losses(straight_run):
     validation = [line for line in log.splitlines() if "valid on 'valid' subset" in line]
     assert validation and all(f"{stream}_loss" in validation[-1] for stream in STREAMS)
     assert "epoch 003" in log  # 8 updates per epoch: the run crossed two epoch boundaries
+
+
+def test_tensorboard_logdir_records_every_stream_loss(straight_run):
+    """common.tensorboard_logdir works out of the box (tensorboardX is installed): per-update curves of the three
+    losses and their combination, equal to the logged values."""
+    save_dir, log = straight_run
+    inner = tensorboard_scalars(save_dir / "tensorboard" / "train_inner")
+    assert {"loss", "plain_loss", "knowledge_loss", "reasoning_loss"} <= set(inner)
+    logged = updates(log)
+    for key in ("loss", "reasoning_loss"):
+        assert [step for step, _ in inner[key]] == list(range(1, 25))
+        assert [round(value, 3) for _, value in inner[key]] == [float(logged[step][key]) for step in range(1, 25)]
+    assert "loss" in tensorboard_scalars(save_dir / "tensorboard" / "valid")
+    assert "Please install tensorboardX" not in log
 
 
 def test_resume_from_checkpoint_last_continues_exactly(data, straight_run, tmp_path):

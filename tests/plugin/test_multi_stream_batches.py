@@ -1,5 +1,6 @@
 """The kmlm tasks' data path in one process: streams, per-stream batches, cycling, languages, the criterion."""
 import collections
+import math
 import os
 
 import numpy as np
@@ -7,7 +8,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import torch.nn.functional as F
 from fairseq import models
+from fairseq.logging import metrics
 
 from kmlm_fairseq.criterions.kmlm_multitask import KMLMMultitaskConfig, KMLMMultitaskLoss
 from kmlm_fairseq.data.binarized_streams import temperature_sizes
@@ -15,6 +18,7 @@ from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
 from kmlm_fairseq.data.toy_corpus import write_toy_corpus
 from kmlm_fairseq.tasks.kmlm_knowledge import KMLMKnowledgeConfig, KMLMKnowledgeTask
 from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig, KMLMReasoningTask
+from preprocess.core.span_tags import LINK, MENTION_ROLES, SPECIAL, tag_role
 
 # per language: plain 80 lines, knowledge 64 (de only: code-switched en-de), reasoning 15 samples
 SIZES = {("plain", "train"): 80, ("knowledge", "train"): 64, ("reasoning", "train"): 15,
@@ -56,8 +60,11 @@ def test_every_update_has_one_sub_batch_of_each_stream_with_its_own_size(data):
     for batch in batches:
         assert list(batch) == ["plain", "knowledge", "reasoning"]
         assert {stream: sub["nsentences"] for stream, sub in batch.items()} == BATCH
-        for sub in batch.values():
-            assert sub["target"].ne(task.dictionary.pad()).sum(dim=1).min() > 0
+        for stream, sub in batch.items():
+            predicted = sub["target"].ne(task.dictionary.pad()).sum(dim=1)
+            # a plain line or knowledge sentence may draw no token (the official collator's Bernoulli); a
+            # reasoning sample always predicts its masked mentions
+            assert (predicted.min() if stream == "reasoning" else predicted.sum()) > 0
 
 
 def test_distributed_workers_get_equal_numbers_of_full_batches(data):
@@ -142,10 +149,26 @@ def test_a_stream_can_be_left_out(data):
     assert all(list(batch) == ["plain", "reasoning"] for batch in batches)
 
 
-def test_kmlm_knowledge_masks_reasoning_like_knowledge(data):
+def test_kmlm_knowledge_masks_reasoning_with_token_mlm_as_the_official_ablation(data):
+    """KMLM (no R): each reasoning token with p = 0.15, the links never predicted (run_k_mlm_ablation_mlm.py)."""
     task = make_task(data, task_class=KMLMKnowledgeTask, config_class=KMLMKnowledgeConfig)
     task.load_dataset("train")
-    assert isinstance(task.dataset("train").streams["reasoning"], KnowledgeMaskDataset)
+    masked = task.dataset("train").streams["reasoning"]
+    assert isinstance(masked, KnowledgeMaskDataset) and masked.mode == "tokens"
+    mentions = predicted = 0
+    for epoch in range(1, 11):
+        masked.set_epoch(epoch)
+        for index in range(len(masked)):
+            roles = tag_role(masked.dataset[index].numpy()[1])
+            targets = masked[index]["target"].numpy() != task.dictionary.pad()
+            assert not targets[(roles == LINK) | (roles == SPECIAL)].any()
+            mention = np.isin(roles, MENTION_ROLES)
+            mentions += mention.sum()
+            predicted += (targets & mention).sum()
+    assert abs(predicted / mentions - 0.15) < 4 * math.sqrt(0.15 * 0.85 / mentions)
+    spans = make_task(data, task_class=KMLMKnowledgeTask, config_class=KMLMKnowledgeConfig, knowledge_masking="spans")
+    spans.load_dataset("train")
+    assert spans.dataset("train").streams["reasoning"].mode == "spans"  # kmlm_base before issue 14
 
 
 def test_missing_or_misaligned_tags_are_clear_errors(tmp_path):
@@ -185,3 +208,28 @@ def test_criterion_combines_stream_means_and_logs_every_stream(data):
     assert all(torch.is_tensor(partial_log[f"knowledge_{key}"]) and partial_log[f"knowledge_{key}"] == 0
                for key in ("loss", "weighted_loss", "predicted", "correct"))
     assert float(partial_loss) == pytest.approx(means["plain"] + 0.3 * means["reasoning"], rel=1e-5)
+
+
+def test_logged_loss_is_l_mlm_plus_alpha_times_l_cs_plus_l_l_from_an_independent_cross_entropy(data):
+    """Each stream's mean cross-entropy over its predicted tokens, computed here from the model's full logits, then
+    L = L_MLM + alpha (L_CS + L_L): the loss optimised and the logged `loss` (base 2) and `<stream>_loss`."""
+    task = per_stream_batch_task(data)
+    model = models.build_model(OmegaConf.create({"_name": "roberta_tiny"}), task).eval()
+    alpha = 0.5  # not the default, so that a hard-coded 0.3 fails too
+    criterion = KMLMMultitaskLoss(KMLMMultitaskConfig(alpha=alpha), task)
+    batch = next(iter(batch_iterator(task).next_epoch_itr(shuffle=False)))
+    means = {}
+    with torch.no_grad():
+        loss, _, log = criterion(model, batch)
+        for stream, sub in batch.items():
+            logits = model(**sub["net_input"])[0]  # every position
+            predicted = sub["target"] != task.dictionary.pad()
+            means[stream] = F.cross_entropy(logits[predicted].double(), sub["target"][predicted]).item()
+    expected = means["plain"] + alpha * (means["knowledge"] + means["reasoning"])
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    with metrics.aggregate(new_root=True) as aggregate:
+        KMLMMultitaskLoss.reduce_metrics([log])
+        logged = aggregate.get_smoothed_values()
+    assert logged["loss"] == pytest.approx(expected / math.log(2), abs=1.5e-3)  # rounded to 3 decimals
+    for stream, mean in means.items():
+        assert logged[f"{stream}_loss"] == pytest.approx(mean / math.log(2), abs=1.5e-3)

@@ -35,14 +35,18 @@ def write_tables(directory, entities, triples):
 
 
 def labelled(entity_id, langs=LANGS, aliases=None):
-    return entity(entity_id, {lang: f"{entity_id}-{lang}" for lang in langs}, aliases)
+    """An entity with a label in each of ``langs`` and, unless ``aliases`` says otherwise, one alias there equal to
+    its label (the default alias rule drops a sample with an item lacking an alias; equal texts keep them
+    predictable)."""
+    names = {lang: f"{entity_id}-{lang}" for lang in langs}
+    return entity(entity_id, names, {lang: [name] for lang, name in names.items()} if aliases is None else aliases)
 
 
 def run_sentences(tables, tmp_path, languages=LANGS, variants=1, alias_variants=1, first_half=True, seed=1,
-                  chunk_size=1 << 16, name="out", **sampling):
+                  chunk_size=1 << 16, name="out", alias_missing="drop", **sampling):
     path = tmp_path / name / "sentences.parquet"
-    counts = build_sentences(tables, path, languages, SentenceConfig(seed, variants, alias_variants, first_half),
-                             chunk_size=chunk_size, **sampling)
+    config = SentenceConfig(seed, variants, alias_variants, first_half, alias_missing)
+    counts = build_sentences(tables, path, languages, config, chunk_size=chunk_size, **sampling)
     return pq.read_table(path).to_pylist(), counts, path
 
 
@@ -102,10 +106,11 @@ def test_sentences_codeswitch_only_to_existing_labels(tmp_path):
 
 
 def test_sentences_alias_first_half_rule(tmp_path):
-    five = [f"Q1 alias {i}" for i in range(5)]
+    five, three = [f"Q1 alias {i}" for i in range(5)], [f"Q3 alias {i}" for i in range(3)]
     entities = [entity("Q1", {"en": "Q1-en"}, {"en": five}), entity("Q2", {"en": "Q2-en"}, {"en": ["a", "b"]}),
-                entity("P1", {"en": "P1-en", "de": "P1-de"})]
-    tables = write_tables(tmp_path / "tables", entities, [("Q1", "P1", "Q2")] * 300)
+                entity("Q3", {"en": "Q3-en"}, {"en": three}),
+                entity("P1", {"en": "P1-en", "de": "P1-de"}, {"en": ["P1-en"], "de": ["P1-de"]})]
+    tables = write_tables(tmp_path / "tables", entities, [("Q1", "P1", "Q2"), ("Q3", "P1", "Q2")] * 400)
 
     def drawn(first_half):
         rows, _, _ = run_sentences(tables, tmp_path, languages=("en", "de"), variants=0, first_half=first_half,
@@ -113,17 +118,37 @@ def test_sentences_alias_first_half_rule(tmp_path):
         return Counter(r["spans"][0]["text"] for r in rows), Counter(r["spans"][2]["text"] for r in rows)
 
     heads, tails = drawn(first_half=True)
-    assert set(heads) == set(five[:3])  # n = 5 > 2: only the first int(5/2)+1 = 3
+    assert set(heads) == set(five[:3]) | set(three[:2])  # n > 2: only the first int(n/2)+1 (3 of 5, 2 of 3)
     assert set(tails) == {"a", "b"}  # n = 2: no restriction
     heads, _ = drawn(first_half=False)
-    assert set(heads) == set(five)
+    assert set(heads) == set(five) | set(three)
+
+
+def test_sentences_alias_sample_needs_an_alias_for_every_item_and_counts_the_drops(tmp_path):
+    """The official rule: an alias line only when each item has an alias in its drawn language (p = 0.5 each)."""
+    entities = [entity("Q1", {"en": "Q1-en", "de": "Q1-de"}, {"en": ["Q1 en alias"]}),
+                entity("P1", {"en": "P1-en", "de": "P1-de"}, {"en": ["P1 en alias"], "de": ["P1 de alias"]}),
+                entity("Q2", {"en": "Q2-en", "de": "Q2-de"}, {"de": ["Q2 de alias"]})]
+    tables = write_tables(tmp_path / "tables", entities, [("Q1", "P1", "Q2")] * 800)
+    rows, counts, _ = run_sentences(tables, tmp_path, languages=("en", "de"), variants=0)
+    # kept only when Q1 stays English and Q2 switches to German: p = 1/4
+    assert abs(len(rows) / 800 - 0.25) < binomial_tolerance(800, 0.25)
+    assert counts["en-de alias"] == len(rows)
+    assert counts["en-de alias: dropped, an item has no alias in its language"] == 800 - len(rows)
+    assert {(s["text"], s["lang"]) for r in rows for s in (r["spans"][0], r["spans"][2])} == {
+        ("Q1 en alias", "en"), ("Q2 de alias", "de")}
+    relation = Counter(r["spans"][1]["lang"] for r in rows)
+    assert abs(relation["de"] / len(rows) - 0.5) < binomial_tolerance(len(rows))
+    assert not any(s["text"].endswith(("-en", "-de")) for r in rows for s in r["spans"])  # never a label
 
 
 def test_sentences_alias_falls_back_to_label(tmp_path):
+    """--alias-missing label (the rule before issue 14): an item without an alias takes its label."""
     entities = [entity("Q1", {"en": "Q1-en", "de": "Q1-de"}), entity("Q2", {"en": "Q2-en"}, {"de": ["Q2 alias"]}),
                 entity("P1", {"en": "P1-en"}, {"en": ["P1 alias"]})]
     tables = write_tables(tmp_path / "tables", entities, [("Q1", "P1", "Q2")] * 200)
-    rows, _, _ = run_sentences(tables, tmp_path, languages=("en", "de"), variants=0)
+    rows, counts, _ = run_sentences(tables, tmp_path, languages=("en", "de"), variants=0, alias_missing="label")
+    assert len(rows) == 200 and not any("dropped" in key for key in counts)
     texts = [Counter((s["text"], s["lang"]) for r in rows for s in [r["spans"][i]]) for i in range(3)]
     assert set(texts[0]) == {("Q1-en", "en"), ("Q1-de", "de")}  # no aliases at all: labels
     assert set(texts[1]) == {("P1 alias", "en")}  # nothing in German: never switches
