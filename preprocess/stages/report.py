@@ -409,12 +409,17 @@ def graph_section(stats, labels, top):
 # Spans (sentences and reasoning samples)
 
 
+NULL_TEXT = "<null>"  # how a malformed sample's null span text is shown (binarize drops such a sample, counted)
+
+
 def render_spans(spans):
-    """``h <mask> r <mask> t .`` per sentence of a sample, sentences in order, joined by a space."""
+    """``h <mask> r <mask> t .`` per sentence of a sample, sentences in order, joined by a space. A malformed sample
+    is shown as it is, never an error: null spans as "", a null text as NULL_TEXT, a null sentence number last."""
     sentences = {}
-    for span in spans:
-        sentences.setdefault(span["sentence"], []).append(span["text"])
-    return " ".join(" <mask> ".join(texts) + " ." for _, texts in sorted(sentences.items()))
+    for span in spans or ():
+        sentences.setdefault(span["sentence"], []).append(NULL_TEXT if span["text"] is None else span["text"])
+    in_order = sorted(sentences.items(), key=lambda item: (item[0] is None, item[0] or 0))
+    return " ".join(" <mask> ".join(texts) + " ." for _, texts in in_order)
 
 
 def flat_span_field(spans, field):

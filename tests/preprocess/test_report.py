@@ -316,6 +316,26 @@ def test_render_spans_orders_sentences_and_joins_with_link_masks():
     assert report.render_spans(spans) == "de:Q1 <mask> en:P2 <mask> de:Q2 . en:Q2 <mask> en:P1 <mask> en:Q3 ."
 
 
+def test_render_spans_shows_malformed_samples_as_they_are():
+    spans = triple_spans(("Q2", "P1", "Q3"), None) + triple_spans(("Q1", "P2", "Q2"), 0)
+    spans[4]["text"] = None
+    assert report.render_spans(spans) == "en:Q1 <mask> <null> <mask> en:Q2 . en:Q2 <mask> en:P1 <mask> en:Q3 ."
+    assert report.render_spans(None) == report.render_spans([]) == ""
+
+
+def test_report_on_samples_with_null_spans_shows_them_empty(world, full, tmp_path):
+    dirs = copy_world(world, tmp_path / "w")
+    for stage in ("sentences", "reasoning"):
+        path = next(dirs[stage].glob("*.parquet"))
+        pq.write_table(retyped("spans", lambda c: pa.nulls(len(c), c.type))(pq.read_table(path)), path)
+    rep = build(dirs)
+    assert rep["sentences"] == full[1]["sentences"]  # the counts come from the summary
+    examples = rep["examples"]["knowledge sentences"] + rep["examples"]["reasoning samples"]
+    assert examples and all(e["text"] == "" for e in examples)
+    assert [(c["relations"], c["samples"]) for c in rep["reasoning"]["relation_combinations"]["triangle"]["top"]] == \
+        [([], full[1]["reasoning"]["by_kind"]["triangle"])]
+
+
 def test_report_markdown_links_every_png_and_the_pngs_are_valid(full):
     output, rep = full
     markdown = (output / "report.md").read_text()
