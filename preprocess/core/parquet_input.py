@@ -10,8 +10,14 @@ a check. What is checked, each a one-line ``UserFacingError`` naming the file:
     an error), struct (the same field names, each compatible);
   - the columns that must not be null have no null (the first null's row is named).
 Columns are returned with the format's types, so a stage never sees ``large_string`` or ``int32`` variants.
+Only required columns can be read (a column the stage did not require up front: ``require`` it when it is needed,
+as for an optional column, ``has`` then ``require``). A read may take one field of a required column's structs,
+``column.field`` (``spans.role``: the role of every span, list levels skipped), to leave the other fields (the
+texts) unread; it is found by the file's own Parquet path, whatever its list naming (``list.element``,
+``list.item``, ...).
 """
 import contextlib
+import functools
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,6 +42,30 @@ def compatible(actual, expected):
         return pa.types.is_struct(actual) and [f.name for f in actual] == [f.name for f in expected] and \
             all(compatible(a.type, e.type) for a, e in zip(actual, expected))
     return False
+
+
+def _leaves(type_):
+    """The field paths of a type's leaves, in Parquet column order; list levels are skipped (spans: ("text",),
+    ("role",), ...), a leaf that is not a struct's field is ()."""
+    if pa.types.is_struct(type_):
+        return [(field.name, *leaf) for field in type_ for leaf in _leaves(field.type)]
+    if pa.types.is_map(type_):
+        return [("key", *leaf) for leaf in _leaves(type_.key_type)] + \
+            [("value", *leaf) for leaf in _leaves(type_.item_type)]
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_):
+        return _leaves(type_.value_type)
+    return [()]
+
+
+def _projected(expected, actual):
+    """``expected`` cut down to the struct fields ``actual`` holds (a read of some fields of a column)."""
+    if pa.types.is_struct(expected) and pa.types.is_struct(actual):
+        names = {field.name for field in actual}
+        return pa.struct([field.with_type(_projected(field.type, actual.field(field.name).type))
+                          for field in expected if field.name in names])
+    if pa.types.is_list(expected) and (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
+        return pa.list_(_projected(expected.value_type, actual.value_type))
+    return expected
 
 
 def _first_line(err):
@@ -119,11 +149,27 @@ class ParquetInput:
             row += batch.num_rows
 
     def _columns(self, columns):
+        """The Parquet paths to read for ``columns`` (default: every required column), each a required column or
+        ``column.field`` of one (module docstring)."""
         columns = list(self.expected if columns is None else columns)
-        unchecked = [c for c in columns if c not in self.expected]
+        unchecked = [c for c in columns if c not in self.expected and c.partition(".")[0] not in self.expected]
         if unchecked:
             raise ValueError(f"{self.path}: column(s) {unchecked} read without require()")  # a bug, not bad input
-        return columns
+        return [column if column in self.expected else self._field_path(column) for column in columns]
+
+    def _field_path(self, column):
+        name, _, field = column.partition(".")
+        path = self._leaf_paths.get((name, *field.split(".")))
+        if path is None:
+            raise ValueError(f"{self.path}: column {name!r} has no field {field!r}")  # a bug: formats name fields
+        return path
+
+    @functools.cached_property
+    def _leaf_paths(self):
+        """{(column, *fields): the Parquet path of that leaf}, e.g. ("spans", "role"): "spans.list.element.role"."""
+        physical = [self.file.schema.column(i).path for i in range(len(self.file.schema))]
+        logical = [(field.name, *leaf) for field in self.schema for leaf in _leaves(field.type)]
+        return dict(zip(logical, physical)) if len(logical) == len(physical) else {}
 
     def _checked(self, data, first_row):
         """``data`` (Table or RecordBatch) with the format's types; a clear error for a null where none may be."""
@@ -132,7 +178,8 @@ class ParquetInput:
                 row = pc.index(pc.is_null(data.column(name)), True).as_py()
                 raise UserFacingError(f"{self.path}: {data.column(name).null_count} null value(s) in column "
                                       f"{name!r}, first at row {first_row + row}")
-        target = pa.schema([pa.field(name, self.expected[name]) for name in data.schema.names])
+        target = pa.schema([pa.field(field.name, _projected(self.expected[field.name], field.type))
+                            for field in data.schema])
         if data.schema.equals(target):
             return data
         with self._reading("cannot be read as its format"):

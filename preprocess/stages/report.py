@@ -5,11 +5,14 @@
 
 Input (every option but ``--tables`` optional: the report covers what is given; a given directory without its
 files is an error naming what is missing and the stage that makes it). Each option takes the stage's output
-directory (or its Parquet file):
-    --tables     entities.parquet + triples.parquet (preprocess/core/formats/tables.py) + ingest_summary.json
+directory (``--sentences``, ``--cycles`` and ``--reasoning`` also its Parquet file). Every Parquet file is opened
+through its format's reader (``open_...`` of the module named; preprocess/core/parquet_input.py), which checks the
+columns read, their types and the ids that must not be null: a wrong one is one line naming the file.
+    --tables     entities.parquet (id, kind, label_L; aliases_L and description_L where the table has them) +
+                 triples.parquet (preprocess/core/formats/tables.py) + ingest_summary.json
     --sentences  sentences.parquet (preprocess/core/formats/sentences.py) + sentences_summary.json
     --cycles     cycles.parquet + cycles_stats.json (preprocess/core/formats/cycles.py)
-    --reasoning  reasoning.parquet (cycle_id, kind, lang, spans) + reasoning_summary.json
+    --reasoning  reasoning.parquet (preprocess/core/formats/reasoning.py) + reasoning_summary.json
     --xlr        train.en.jsonl, dev.<lang>.jsonl, test.<lang>.jsonl (lang, choice_ids, label, relation, cycle_id)
                  + xlr_summary.json
 Output (each file written atomically; the same inputs and ``--seed`` give byte-identical files):
@@ -62,7 +65,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.core.errors import UserFacingError
@@ -72,10 +74,11 @@ from preprocess.core.formats.cycles import (
     TOP_HUBS,
     decode_distribution,
     is_count,
+    open_cycles,
     read_cycles_stats,
 )
-from preprocess.core.formats.reasoning import REASONING_FILE
-from preprocess.core.formats.sentences import SENTENCES_FILE, VARIANTS
+from preprocess.core.formats.reasoning import REASONING_FILE, open_reasoning
+from preprocess.core.formats.sentences import SENTENCES_FILE, VARIANTS, open_sentences
 from preprocess.core.formats.spans import ROLES
 from preprocess.core.formats.stage_summary import read_stage_summary, summary_path
 from preprocess.core.formats.tables import (
@@ -83,8 +86,10 @@ from preprocess.core.formats.tables import (
     TRIPLES_FILE,
     aliases_column,
     description_column,
+    entities_schema,
     label_column,
-    table_languages,
+    open_entities,
+    open_triples,
 )
 from preprocess.core.io import write_text
 from preprocess.core.languages import PIVOT_LANGUAGE
@@ -118,30 +123,6 @@ SAMPLES_WRITTEN = "samples written"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs
-
-
-def input_file(path, name, option, stage):
-    """``path/name`` (or ``path`` itself if it is that file), or a clear error naming the option and the stage."""
-    path = Path(path)
-    if path.is_file() and path.name == name:
-        return path
-    if not path.is_dir():
-        raise UserFacingError(f"{option} {path}: no such directory (expected the output directory of `{stage}`)")
-    if not (path / name).is_file():
-        raise UserFacingError(f"{option} {path}: {path / name} does not exist (run `{stage}` to make it)")
-    return path / name
-
-
-def parquet_with(path, columns):
-    """An open ParquetFile, or a clear error if it is unreadable or lacks a column."""
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as err:
-        raise UserFacingError(f"{path} is not a readable Parquet file: {err}") from None
-    missing = [c for c in columns if c not in pf.schema_arrow.names]
-    if missing:
-        raise UserFacingError(f"{path} lacks column(s) {', '.join(missing)} (has {', '.join(pf.schema_arrow.names)})")
-    return pf
 
 
 def stage_summary(directory, stage):
@@ -191,9 +172,10 @@ def total(nested):
     return sum(total(v) if isinstance(v, dict) else v for v in nested.values())
 
 
-def batches(pf, columns, desc):
-    with tqdm(total=pf.metadata.num_rows, desc=desc, unit="rows", leave=False) as progress:
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+def batches(parquet, columns, desc):
+    """Batches of ``columns`` of a checked Parquet input (``ParquetInput``), with a progress bar."""
+    with tqdm(total=parquet.num_rows, desc=desc, unit="rows", leave=False) as progress:
+        for batch in parquet.iter_batches(BATCH_ROWS, columns):
             yield batch
             progress.update(batch.num_rows)
 
@@ -301,21 +283,28 @@ class EnglishLabels:
         return [None if r is None else self.labels[r].as_py() for r in rows]
 
 
+def open_report_entities(tables_dir):
+    """(entities.parquet checked, its languages): ``id``, ``kind``, every label column, and the aliases and
+    description columns it has (the report counts those it finds)."""
+    entities, languages = open_entities(tables_dir)
+    optional = [column(lang) for lang in languages for column in (aliases_column, description_column)]
+    return entities.require(entities_schema(languages), [c for c in optional if entities.has(c)]), languages
+
+
 def read_tables(tables_dir):
-    """(entities ParquetFile, triples table, English labels, the ingest counts checked against the tables)."""
-    entities_path = input_file(tables_dir, ENTITIES_FILE, "--tables", "kmlm-preprocess ingest")
-    triples_path = input_file(tables_dir, TRIPLES_FILE, "--tables", "kmlm-preprocess ingest")
-    entities = parquet_with(entities_path, ["id", "kind"])
-    triples = parquet_with(triples_path, ["head", "relation", "tail"]).read(columns=["head", "relation", "tail"])
-    summary, path = stage_summary(entities_path.parent, "ingest")
+    """(entities ParquetInput, its languages, triples table, English labels, the ingest counts checked against the
+    tables)."""
+    entities, languages = open_report_entities(tables_dir)
+    triples = open_triples(tables_dir).read()
+    summary, path = stage_summary(entities.path.parent, "ingest")
     counts = {name: summary_count(summary, path, name, "ingest") for name in ("items", "properties", "triples")}
     agree(path, f"entities ({counts['items']:,} items + {counts['properties']:,} properties) in {ENTITIES_FILE}",
-          counts["items"] + counts["properties"], entities.metadata.num_rows, "ingest")
+          counts["items"] + counts["properties"], entities.num_rows, "ingest")
     agree(path, f"triples in {TRIPLES_FILE}", counts["triples"], triples.num_rows, "ingest")
-    ids = entities.read(columns=["id"]).column("id").combine_chunks()
-    has_english = label_column(PIVOT_LANGUAGE) in entities.schema_arrow.names
-    english = entities.read(columns=[label_column(PIVOT_LANGUAGE)]).column(0).combine_chunks() if has_english else None
-    return entities, triples, EnglishLabels(ids, english), counts
+    ids = entities.read(["id"]).column("id").combine_chunks()
+    english = entities.read([label_column(PIVOT_LANGUAGE)]).column(0).combine_chunks() \
+        if PIVOT_LANGUAGE in languages else None
+    return entities, languages, triples, EnglishLabels(ids, english), counts
 
 
 def entity_rows(column, ids):
@@ -323,32 +312,31 @@ def entity_rows(column, ids):
     return pc.fill_null(pc.index_in(column, value_set=ids), -1).to_numpy().astype(np.int64)
 
 
-def entities_section(entities, triples, labels, ingest_counts):
-    kind = entities.read(columns=["kind"]).column("kind")
+def entities_section(entities, languages, triples, labels, ingest_counts):
+    kind = entities.read(["kind"]).column("kind")
     is_item = pc.equal(kind, "item")
     is_property = pc.equal(kind, "property")
     rows = [entity_rows(triples.column(c), labels.ids) for c in ("head", "relation", "tail")]
-    names = entities.schema_arrow.names
     coverage = {}
-    for lang in table_languages(entities.schema_arrow):
-        label = entities.read(columns=[label_column(lang)]).column(0)
+    for lang in languages:
+        label = entities.read([label_column(lang)]).column(0)
         labelled = pc.fill_null(pc.greater(pc.utf8_length(label), 0), False)
         stats = {
             "items_labelled": count_true(pc.and_(labelled, is_item)),
             "properties_labelled": count_true(pc.and_(labelled, is_property)),
         }
-        if aliases_column(lang) in names:
-            lengths = pc.fill_null(pc.list_value_length(entities.read(columns=[aliases_column(lang)]).column(0)), 0)
+        if entities.has(aliases_column(lang)):
+            lengths = pc.fill_null(pc.list_value_length(entities.read([aliases_column(lang)]).column(0)), 0)
             stats["entities_with_aliases"] = count_true(pc.greater(lengths, 0))
             stats["items_with_aliases"] = count_true(pc.and_(pc.greater(lengths, 0), is_item))
             stats["aliases"] = int(pc.sum(lengths).as_py() or 0)
-        if description_column(lang) in names:
-            description = entities.read(columns=[description_column(lang)]).column(0)
+        if entities.has(description_column(lang)):
+            description = entities.read([description_column(lang)]).column(0)
             stats["entities_described"] = count_true(pc.greater(pc.utf8_length(description), 0))
         stats["triples_fully_labelled"] = fully_labelled_triples(labelled.combine_chunks().to_numpy(False), rows)
         coverage[lang] = stats
     return {
-        "entities": entities.metadata.num_rows,
+        "entities": entities.num_rows,
         "items": ingest_counts["items"],
         "properties": ingest_counts["properties"],
         "languages": list(coverage),
@@ -421,12 +409,17 @@ def graph_section(stats, labels, top):
 # Spans (sentences and reasoning samples)
 
 
+NULL_TEXT = "<null>"  # how a malformed sample's null span text is shown (binarize drops such a sample, counted)
+
+
 def render_spans(spans):
-    """``h <mask> r <mask> t .`` per sentence of a sample, sentences in order, joined by a space."""
+    """``h <mask> r <mask> t .`` per sentence of a sample, sentences in order, joined by a space. A malformed sample
+    is shown as it is, never an error: null spans as "", a null text as NULL_TEXT, a null sentence number last."""
     sentences = {}
-    for span in spans:
-        sentences.setdefault(span["sentence"], []).append(span["text"])
-    return " ".join(" <mask> ".join(texts) + " ." for _, texts in sorted(sentences.items()))
+    for span in spans or ():
+        sentences.setdefault(span["sentence"], []).append(NULL_TEXT if span["text"] is None else span["text"])
+    in_order = sorted(sentences.items(), key=lambda item: (item[0] is None, item[0] or 0))
+    return " ".join(" <mask> ".join(texts) + " ." for _, texts in in_order)
 
 
 def flat_span_field(spans, field):
@@ -446,7 +439,7 @@ def relation_combinations(spans):
     return pc.binary_join(lists, " ")
 
 
-def pick_rows(pf, column, counts, rng_keys, seed, desc):
+def pick_rows(parquet, column, counts, rng_keys, seed, desc):
     """Row numbers of ``EXAMPLES_PER_GROUP`` random rows per value of ``column`` (``counts``: value -> rows).
 
     Ranks are drawn per value, then one more pass over the (small) column maps them to row numbers.
@@ -457,7 +450,7 @@ def pick_rows(pf, column, counts, rng_keys, seed, desc):
         wanted[value] = np.sort(rng_for(seed, "report", *rng_keys, value).choice(n, size=k, replace=False))
     seen = dict.fromkeys(wanted, 0)
     rows, start = [], 0
-    for batch in batches(pf, [column], desc):
+    for batch in batches(parquet, [column], desc):
         for value, ranks in wanted.items():
             positions = np.flatnonzero(pc.fill_null(pc.equal(batch.column(0), value), False).to_numpy(False))
             inside = ranks[(ranks >= seen[value]) & (ranks < seen[value] + len(positions))]
@@ -467,21 +460,23 @@ def pick_rows(pf, column, counts, rng_keys, seed, desc):
     return sorted(rows)
 
 
-def span_examples(pf, column, counts, fields, seed, stage):
+def span_examples(parquet, column, counts, fields, seed, stage):
     """``EXAMPLES_PER_GROUP`` random rows per value of ``column``: row number, ``fields`` and the spans as text."""
-    rows = pick_rows(pf, column, counts, [stage], seed, f"{stage} examples")
+    rows = pick_rows(parquet, column, counts, [stage], seed, f"{stage} examples")
     return [{"row": row, **{f: r[f] for f in fields}, "text": render_spans(r["spans"])}
-            for row, r in zip(rows, read_rows(pf, rows, fields + ["spans"]))]
+            for row, r in zip(rows, read_rows(parquet, rows, fields + ["spans"]))]
 
 
-def read_rows(pf, rows, columns):
-    """The given row numbers (ascending) of a Parquet file as dicts, reading only the row groups that hold them."""
-    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+def read_rows(parquet, rows, columns):
+    """The given row numbers (ascending) of a checked Parquet input as dicts, reading only the row groups that hold
+    them."""
+    sizes = parquet.row_group_rows()
     starts = np.concatenate([[0], np.cumsum(sizes)])
     groups = np.searchsorted(starts, rows, side="right") - 1
     out = []
     for group in np.unique(groups):
-        table = pf.read_row_group(int(group), columns=columns)
+        group = int(group)
+        table = pa.Table.from_batches(list(parquet.iter_batches(sizes[group], columns, row_groups=[group])))
         out += table.take(np.asarray(rows)[groups == group] - starts[group]).to_pylist()
     return out
 
@@ -491,22 +486,21 @@ def read_rows(pf, rows, columns):
 
 
 def sentences_section(directory, num_triples, seed):
-    path = input_file(directory, SENTENCES_FILE, "--sentences", "kmlm-preprocess sentences")
-    pf = parquet_with(path, ["spans", "triple_index", "variant", "lang_pair"])
-    summary, summary_file = stage_summary(path.parent, "sentences")
+    sentences = open_sentences(directory)
+    summary, summary_file = stage_summary(sentences.path.parent, "sentences")
     samples = summary_count(summary, summary_file, SAMPLES_WRITTEN, "sentences")
-    agree(summary_file, f"samples written to {path.name}", samples, pf.metadata.num_rows, "sentences")
+    agree(summary_file, f"samples written to {sentences.path.name}", samples, sentences.num_rows, "sentences")
     pairs = counts_by(summary["counts"], SENTENCE_SAMPLES, "variant", "pair")
     mentions = counts_by(summary["counts"], SENTENCE_MENTIONS, "variant", "pair", "lang")
     agree(summary_file, "samples per language pair (\"en-de codeswitch\")", total(pairs), samples, "sentences")
     agree(summary_file, "mentions per span language (\"en-de codeswitch mentions in de\")", total(mentions),
           len(ROLES) * samples, "sentences")
     out_of_range = 0
-    for batch in batches(pf, ["triple_index"], "sentences: triple_index"):
+    for batch in batches(sentences, ["triple_index"], "sentences: triple_index"):
         index = batch.column("triple_index")
         out_of_range += count_true(pc.or_(pc.less(index, 0), pc.greater_equal(index, num_triples)))
     by_variant = {variant: total(n) for variant, n in pairs.items()}
-    examples = span_examples(pf, "variant", by_variant, ["variant", "lang_pair"], seed, "sentences")
+    examples = span_examples(sentences, "variant", by_variant, ["variant", "lang_pair"], seed, "sentences")
     return {
         "sentences": samples,
         "by_variant": by_variant,
@@ -523,11 +517,10 @@ def sentences_section(directory, num_triples, seed):
 
 def cycles_sections(directory, labels, top):
     """(graph section, cycles section, the distributions the plots draw) from cycles_stats.json."""
-    path = input_file(directory, CYCLES_FILE, "--cycles", "kmlm-preprocess cycles")
-    stats = read_cycles_stats(path.parent)
-    stats_file = path.parent / CYCLES_STATS_FILE
-    agree(stats_file, f"cycles written to {path.name}", stats["cycles"],
-          parquet_with(path, ["cycle_id", "kind", "nodes"]).metadata.num_rows, "cycles")
+    cycles = open_cycles(directory)
+    stats = read_cycles_stats(cycles.path.parent)
+    stats_file = cycles.path.parent / CYCLES_STATS_FILE
+    agree(stats_file, f"cycles written to {cycles.path.name}", stats["cycles"], cycles.num_rows, "cycles")
     graph, data = graph_section(stats, labels, top)
     membership = stats["membership"]
     distributions = {kind: decode_distribution(dist, f"{stats_file} membership.cycles_entities.{kind}")
@@ -604,17 +597,16 @@ class CombinationCounter:
 
 
 def reasoning_section(directory, labels, top, seed):
-    path = input_file(directory, REASONING_FILE, "--reasoning", "kmlm-preprocess reasoning")
-    pf = parquet_with(path, ["cycle_id", "kind", "lang", "spans"])
-    summary, summary_file = stage_summary(path.parent, "reasoning")
+    reasoning = open_reasoning(directory)
+    summary, summary_file = stage_summary(reasoning.path.parent, "reasoning")
     samples = summary_count(summary, summary_file, SAMPLES_WRITTEN, "reasoning")
-    agree(summary_file, f"samples written to {path.name}", samples, pf.metadata.num_rows, "reasoning")
+    agree(summary_file, f"samples written to {reasoning.path.name}", samples, reasoning.num_rows, "reasoning")
     by_lang_and_kind = counts_by(summary["counts"], REASONING_SAMPLES, "lang", "kind")
     agree(summary_file, "samples per language and kind (\"triangle samples in de\")", total(by_lang_and_kind),
           samples, "reasoning")
     combinations = CombinationCounter()
-    columns = ["cycle_id", "kind", "spans.list.element.role", "spans.list.element.id"]
-    for batch in batches(pf, columns, "reasoning"):
+    columns = ["cycle_id", "kind", "spans.role", "spans.id"]
+    for batch in batches(reasoning, columns, "reasoning"):
         combinations.add(batch.column("kind"), batch.column("cycle_id"), relation_combinations(batch.column("spans")))
     by_kind = in_kind_order(inner_totals(by_lang_and_kind))
     combination_table, cycles_rendered = combinations.result()
@@ -623,7 +615,7 @@ def reasoning_section(directory, labels, top, seed):
         rows = combination_table.filter(pc.equal(combination_table.column("kind"), kind))
         combination_counts[kind] = rows.column("cycles").to_numpy()
         combination_stats[kind] = combination_summary(rows, labels, top, PAPER_UNIQUE_COMBINATIONS.get(kind))
-    examples = span_examples(pf, "kind", by_kind, ["cycle_id", "kind", "lang"], seed, "reasoning")
+    examples = span_examples(reasoning, "kind", by_kind, ["cycle_id", "kind", "lang"], seed, "reasoning")
     section = {
         "samples": samples,
         "by_kind": by_kind,
@@ -775,12 +767,12 @@ def add_arguments(parser):
 
 def build_report(args):
     """(report dict, the arrays the plots need beyond it: see preprocess/core/report_render.py)."""
-    entities, triples, labels, ingest_counts = read_tables(args.tables)
+    entities, languages, triples, labels, ingest_counts = read_tables(args.tables)
     report = {
         "inputs": {k: (str(getattr(args, k)) if getattr(args, k) else None) for k in ("tables",) + STAGES},
         "seed": args.seed,
         "top": args.top,
-        "entities": entities_section(entities, triples, labels, ingest_counts),
+        "entities": entities_section(entities, languages, triples, labels, ingest_counts),
     }
     report["triples"], relation_counts = triples_section(triples, labels, args.top, ingest_counts)
     data = {"relation_counts": relation_counts, "degree": None, "triples_per_entity": None, "membership": None,

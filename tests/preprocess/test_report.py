@@ -3,6 +3,7 @@
 inputs, plots, errors (missing, malformed or stale summaries), determinism."""
 import argparse
 import json
+import logging
 import re
 import shutil
 from collections import Counter
@@ -315,6 +316,26 @@ def test_render_spans_orders_sentences_and_joins_with_link_masks():
     assert report.render_spans(spans) == "de:Q1 <mask> en:P2 <mask> de:Q2 . en:Q2 <mask> en:P1 <mask> en:Q3 ."
 
 
+def test_render_spans_shows_malformed_samples_as_they_are():
+    spans = triple_spans(("Q2", "P1", "Q3"), None) + triple_spans(("Q1", "P2", "Q2"), 0)
+    spans[4]["text"] = None
+    assert report.render_spans(spans) == "en:Q1 <mask> <null> <mask> en:Q2 . en:Q2 <mask> en:P1 <mask> en:Q3 ."
+    assert report.render_spans(None) == report.render_spans([]) == ""
+
+
+def test_report_on_samples_with_null_spans_shows_them_empty(world, full, tmp_path):
+    dirs = copy_world(world, tmp_path / "w")
+    for stage in ("sentences", "reasoning"):
+        path = next(dirs[stage].glob("*.parquet"))
+        pq.write_table(retyped("spans", lambda c: pa.nulls(len(c), c.type))(pq.read_table(path)), path)
+    rep = build(dirs)
+    assert rep["sentences"] == full[1]["sentences"]  # the counts come from the summary
+    examples = rep["examples"]["knowledge sentences"] + rep["examples"]["reasoning samples"]
+    assert examples and all(e["text"] == "" for e in examples)
+    assert [(c["relations"], c["samples"]) for c in rep["reasoning"]["relation_combinations"]["triangle"]["top"]] == \
+        [([], full[1]["reasoning"]["by_kind"]["triangle"])]
+
+
 def test_report_markdown_links_every_png_and_the_pngs_are_valid(full):
     output, rep = full
     markdown = (output / "report.md").read_text()
@@ -390,13 +411,14 @@ def test_report_top_limits_every_list(world, full):
 
 
 @pytest.mark.parametrize("stage, remove, message", [
-    ("tables", "triples.parquet", "triples.parquet does not exist"),
+    ("tables", "entities.parquet", "entities.parquet does not exist: run `kmlm-preprocess ingest`"),
+    ("tables", "triples.parquet", "triples.parquet does not exist: run `kmlm-preprocess ingest`"),
     ("tables", "ingest_summary.json", "ingest_summary.json does not exist: run `kmlm-preprocess ingest`"),
-    ("sentences", "sentences.parquet", "sentences.parquet does not exist"),
+    ("sentences", "sentences.parquet", "sentences.parquet does not exist: run `kmlm-preprocess sentences`"),
     ("sentences", "sentences_summary.json", "sentences_summary.json does not exist: run `kmlm-preprocess sentences`"),
     ("cycles", "cycles_stats.json", "cycles_stats.json does not exist: run `kmlm-preprocess cycles`"),
-    ("cycles", "cycles.parquet", "cycles.parquet does not exist"),
-    ("reasoning", "reasoning.parquet", "reasoning.parquet does not exist"),
+    ("cycles", "cycles.parquet", "cycles.parquet does not exist: run `kmlm-preprocess cycles`"),
+    ("reasoning", "reasoning.parquet", "reasoning.parquet does not exist: run `kmlm-preprocess reasoning`"),
     ("reasoning", "reasoning_summary.json", "reasoning_summary.json does not exist: run `kmlm-preprocess reasoning`"),
     ("xlr", "xlr_summary.json", "xlr_summary.json does not exist: run `kmlm-preprocess xlr`"),
     ("xlr", "train.en.jsonl", "missing train.en.jsonl, which xlr_summary.json counts"),
@@ -488,7 +510,80 @@ def test_report_rejects_bad_xlr_lines_and_missing_columns(world, tmp_path, caplo
     assert "dev.fr.jsonl:1: not valid JSON" in caplog.text
     pq.write_table(pa.table({"kind": ["triangle"]}), dirs["reasoning"] / "reasoning.parquet")
     assert run_report(dirs, tmp_path / "out", stages=("reasoning",)) == 2
-    assert "lacks column(s) cycle_id, lang, spans" in caplog.text
+    assert "reasoning.parquet has no columns 'spans', 'cycle_id', 'lang' (its columns: kind)" in caplog.text
+
+
+def retyped(column, change):
+    """A table change: ``column`` replaced by ``change(column)``."""
+    return lambda table: table.set_column(table.column_names.index(column), column, change(table.column(column)))
+
+
+def as_text(column):
+    return pa.array([str(v) for v in column.to_pylist()])
+
+
+def null_at(row):
+    return lambda column: pa.array([None if i == row else v for i, v in enumerate(column.to_pylist())], column.type)
+
+
+SPAN_WITHOUT_LANG = pa.list_(pa.struct([(f, pa.int32() if f == "sentence" else pa.string())
+                                         for f in ("text", "role", "id", "sentence")]))
+
+
+@pytest.mark.parametrize("stage, file, change, message", [
+    ("tables", "triples.parquet", retyped("head", lambda c: pa.array(range(len(c)))),
+     "triples.parquet: column 'head' is int64, expected string"),
+    ("tables", "triples.parquet", retyped("tail", null_at(0)),
+     "triples.parquet: 1 null value(s) in column 'tail', first at row 0"),
+    ("tables", "entities.parquet", retyped("kind", lambda c: pa.array(range(len(c)))),
+     "entities.parquet: column 'kind' is int64, expected string"),
+    ("tables", "entities.parquet", retyped("aliases_fr", lambda c: as_text(c)),
+     "entities.parquet: column 'aliases_fr' is string, expected list<item: string>"),
+    ("tables", "entities.parquet", retyped("description_de", lambda c: pa.array([[]] * len(c), pa.list_(pa.string()))),
+     "entities.parquet: column 'description_de' is list<element: string>, expected string"),
+    ("sentences", "sentences.parquet", retyped("triple_index", as_text),
+     "sentences.parquet: column 'triple_index' is string, expected int64"),
+    ("cycles", "cycles.parquet", retyped("nodes", as_text),
+     "cycles.parquet: column 'nodes' is string, expected list<item: string>"),
+    ("reasoning", "reasoning.parquet", retyped("spans", lambda c: pa.array(
+        [[{k: v for k, v in span.items() if k != "lang"} for span in spans] for spans in c.to_pylist()],
+        SPAN_WITHOUT_LANG)),
+     "reasoning.parquet: column 'spans' is list<element: struct<text: string, role: string, id: string, sentence: "
+     "int32>>, expected list<item: struct<text: string, role: string, id: string, sentence: int32, lang: string>>"),
+    ("reasoning", "reasoning.parquet", retyped("kind", lambda c: pa.array(range(len(c)))),
+     "reasoning.parquet: column 'kind' is int64, expected string"),
+    ("reasoning", "reasoning.parquet", retyped("cycle_id", null_at(3)),
+     "reasoning.parquet: 1 null value(s) in column 'cycle_id', first at row 3"),
+    ("reasoning", "reasoning.parquet", retyped("kind", null_at(0)),
+     "reasoning.parquet: 1 null value(s) in column 'kind', first at row 0"),
+    ("sentences", "sentences.parquet", retyped("triple_index", null_at(5)),
+     "sentences.parquet: 1 null value(s) in column 'triple_index', first at row 5"),
+], ids=["triples head int", "triples null tail", "entities kind int", "aliases as text", "description as list",
+        "triple_index as text", "nodes as text", "span without lang", "reasoning kind int", "null cycle_id",
+        "null kind", "null triple_index"])
+def test_report_wrong_column_types_are_one_line_errors(world, tmp_path, caplog, stage, file, change, message):
+    dirs = copy_world(world, tmp_path / "w")
+    path = dirs[stage] / file
+    pq.write_table(change(pq.read_table(path)), path)
+    assert run_report(dirs, tmp_path / "out", stages=() if stage == "tables" else (stage,)) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0] and str(path) in errors[0] and message in errors[0], errors
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_report_reads_span_fields_of_any_list_naming_and_tables_without_optional_columns(world, full, tmp_path):
+    dirs = copy_world(world, tmp_path / "w")
+    path = dirs["reasoning"] / "reasoning.parquet"
+    span_list = retyped("spans", lambda c: c.cast(pa.list_(pa.field("span", c.type.value_type))))
+    pq.write_table(span_list(pq.read_table(path)), path, use_compliant_nested_type=False)
+    assert "spans.list.span.role" in [c.path for c in pq.ParquetFile(path).schema]  # not spans.list.element.role
+    assert build(dirs)["reasoning"] == full[1]["reasoning"]
+    entities = dirs["tables"] / "entities.parquet"
+    pq.write_table(pq.read_table(entities).drop_columns(["aliases_fr", "description_fr"]), entities)
+    coverage = build(dirs, stages=())["entities"]["coverage"]
+    assert coverage["de"] == full[1]["entities"]["coverage"]["de"]
+    assert coverage["fr"] == {k: v for k, v in full[1]["entities"]["coverage"]["fr"].items()
+                              if k in ("items_labelled", "properties_labelled", "triples_fully_labelled")}
 
 
 def test_report_handles_empty_stage_outputs(tmp_path):

@@ -15,6 +15,12 @@ REASONING_SCHEMA = pa.schema([
 ])
 
 
+# A sample's cycle: the reasoning stage never writes a null here (a null lang is a counted drop in binarize).
+NOT_NULL = ("cycle_id", "kind")
+
+
 def open_reasoning(path, columns=tuple(REASONING_SCHEMA.names)):
-    """reasoning.parquet (``path`` or ``path/reasoning.parquet``) checked: ``columns`` present and typed."""
-    return ParquetInput.find(path, REASONING_FILE, "reasoning").require(REASONING_SCHEMA, columns)
+    """reasoning.parquet (``path`` or ``path/reasoning.parquet``) checked: ``columns`` present and typed, no null
+    cycle_id or kind."""
+    return ParquetInput.find(path, REASONING_FILE, "reasoning").require(
+        REASONING_SCHEMA, columns, not_null=[c for c in NOT_NULL if c in columns])

@@ -21,6 +21,13 @@ SENTENCES_SCHEMA = pa.schema([
 ])
 
 
+# A sample's triple and variant: the sentences stage never writes a null here (a null lang_pair is a counted drop in
+# binarize).
+NOT_NULL = ("triple_index", "variant")
+
+
 def open_sentences(path, columns=tuple(SENTENCES_SCHEMA.names)):
-    """sentences.parquet (``path`` or ``path/sentences.parquet``) checked: ``columns`` present and typed."""
-    return ParquetInput.find(path, SENTENCES_FILE, "sentences").require(SENTENCES_SCHEMA, columns)
+    """sentences.parquet (``path`` or ``path/sentences.parquet``) checked: ``columns`` present and typed, no null
+    triple_index or variant."""
+    return ParquetInput.find(path, SENTENCES_FILE, "sentences").require(
+        SENTENCES_SCHEMA, columns, not_null=[c for c in NOT_NULL if c in columns])
