@@ -29,6 +29,7 @@ def loaded_files():
 
 
 def write_manifest(path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # a stage that failed early may not have made it
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(loaded_files(), f, indent=1)

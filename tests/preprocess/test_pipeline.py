@@ -398,3 +398,13 @@ def wait_for(condition, process, timeout=300):
         assert process.poll() is None, "the pipeline ended before the moment to kill it"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_traced_run_keeps_the_exit_status_and_lists_our_modules_even_into_a_new_directory(tmp_path):
+    manifest = tmp_path / "not" / "made" / ".code.x.json"
+    result = subprocess.run([sys.executable, "-m", "preprocess.pipeline.traced", str(manifest), "preprocess.cli",
+                             "spm", "-o", str(tmp_path / "data")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # spm without inputs: one line, exit 2
+    loaded = json.loads(manifest.read_text())
+    assert "preprocess/stages/spm.py" in loaded and "preprocess/cli.py" in loaded
+    assert not [path for path in loaded if path.startswith(("fairseq", "torch"))]
