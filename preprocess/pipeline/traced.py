@@ -5,6 +5,7 @@ The list is what was loaded, lazily or not, so a stage's code fingerprint cannot
 import, a tokenizer chosen at run time or the plugin fairseq loads through ``common.user_dir`` are all in it. The
 pipeline driver hashes these files into the stage's completion marker (preprocess/pipeline/fingerprint.py).
 """
+import importlib.util
 import json
 import os
 import runpy
@@ -15,11 +16,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_PACKAGES = ("preprocess", "kmlm_fairseq", "kmlm_eval")
 
 
-def loaded_files():
-    """Paths (relative to the repository) of the loaded modules of our packages, sorted."""
+def loaded_files(entry):
+    """Paths (relative to the repository) of the loaded modules of our packages and of ``entry`` (the module run as
+    ``__main__``, which runpy takes out of sys.modules again), sorted."""
     files = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
+    paths = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+    for path in paths + [importlib.util.find_spec(entry).origin]:
         if not path:
             continue
         resolved = Path(path).resolve()
@@ -28,11 +30,11 @@ def loaded_files():
     return sorted(files)
 
 
-def write_manifest(path):
+def write_manifest(path, entry):
     Path(path).parent.mkdir(parents=True, exist_ok=True)  # a stage that failed early may not have made it
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(loaded_files(), f, indent=1)
+        json.dump(loaded_files(entry), f, indent=1)
     os.replace(tmp, path)
 
 
@@ -42,7 +44,7 @@ def main():
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:
-        write_manifest(manifest)
+        write_manifest(manifest, module)
 
 
 if __name__ == "__main__":
