@@ -30,6 +30,9 @@ NO_LABEL = {("Q10", "en"), ("Q10", "de"), ("Q4", "de"), ("P7", "de"), ("P8", "de
     (q, "fr") for q in ("Q6", "Q8", "Q9", "Q10")}
 ALIASES = {("Q1", "en"): ["uno", "eins"], ("Q1", "de"): ["1"], ("Q5", "de"): ["V", "5", "v"],
            ("P1", "en"): ["fond of"], ("Q2", "fr"): ["deux!"]}
+# an alias sample is written only when every item has an alias in its drawn language: give most items some
+ALIASES.update({(e, lang): [f"{lang} alias of {e}"] for e in ITEMS[1:9] + PROPERTIES[1:] for lang in ("en", "de")
+                if (e, lang) not in ALIASES})
 DESCRIBED = {("Q1", "en"), ("P1", "en"), ("Q2", "de")}
 EDGES = [(f"Q{a}", f"Q{b}") for a in range(1, 6) for b in range(a + 1, 6)]
 EDGES += [("Q6", "Q7"), ("Q7", "Q8"), ("Q8", "Q6"), ("Q8", "Q9"), ("Q9", "Q10"), ("Q10", "Q8")]
