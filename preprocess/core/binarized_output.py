@@ -83,6 +83,12 @@ class HeldOutPlanner:
             out[name] = threshold
         return out
 
+    def shared_threshold(self):
+        """One threshold for datasets that hold the same groups (the languages of a kind), so that a group is held
+        out in all of them or in none: the largest that keeps every dataset within its target, i.e. the smallest of
+        their own thresholds. A dataset with a target of 0 (fewer than 2 samples) sets no bound."""
+        return min((threshold for name, threshold in self.thresholds().items() if self.target(name) > 0), default=0)
+
 
 class DatasetWriters:
     """The sharded writers of one kind's datasets, ``ROOT/<lang>/<split>``, opened on first use."""
