@@ -95,13 +95,14 @@ def output_language(row):
     return row["lang_pair"].split("-")[1] if "lang_pair" in row else row["lang"]
 
 
-def match_rows(rows, directory, fairseq_side, max_length=128):
+def match_rows(rows, directory, fairseq_side, max_length=128, expected=None):
     """Walk the rows of one output language in order: each is the next train sample, the next valid sample, or
-    over-long; returns the split of each row (None: dropped) after checking that every sample was matched."""
+    over-long; returns the split of each row (None: dropped) after checking that every sample was matched.
+    ``expected``: the rows' expected_sample, when already computed."""
     train, valid = (load_split(directory, split, fairseq_side[0]) for split in ("train", "valid"))
     at, splits = {"train": 0, "valid": 0}, []
-    for row in rows:
-        sample = expected_sample(row["spans"], fairseq_side)
+    for index, row in enumerate(rows):
+        sample = expected[index] if expected else expected_sample(row["spans"], fairseq_side)
         if len(sample[0]) + 1 > max_length:
             splits.append(None)
             continue
@@ -183,35 +184,42 @@ def test_binarize_reasoning_round_trip_real_data(real, fairseq_side):
                                                                                                 fairseq_side))
 
 
-def test_binarize_valid_split_holds_out_whole_groups_in_every_language(real, fairseq_side):
+def test_binarize_valid_split_holds_out_whole_groups_in_every_language(real, fairseq_side, tmp_path):
     """A group (a triple with all its variants; a cycle) is never valid in one language and train in another,
     though the languages hold different samples per group (alias samples dropped per language, cycles without
     labels in some language); no split exceeds its target, and the language that binds reaches it but for the part
-    of a group."""
+    of a group. Several fractions and seeds: per-language thresholds mix the splits in some of them, not all."""
     sentences_counts = json.loads((real / "sentences" / "sentences_summary.json").read_text())["counts"]
     assert all(sentences_counts[f"en-{lang} alias: dropped, an item has no alias in its language"] > 0
                for lang in ("de", "ja"))
-    for kind, path, key in (("knowledge", "sentences/sentences.parquet", "triple_index"),
-                            ("reasoning", "reasoning/reasoning.parquet", "cycle_id")):
-        summary = json.loads((real / "DATA" / kind / "summary.json").read_text())
-        split_of_group, samples_of_group, shortfalls = defaultdict(set), defaultdict(Counter), []
-        rows = rows_by_language(real / path)
-        for lang, lang_rows in rows.items():
-            splits = match_rows(lang_rows, real / "DATA" / kind / lang, fairseq_side)
-            for row, split in zip(lang_rows, splits):
-                split_of_group[row[key]].add(split)
-                samples_of_group[row[key]][lang] += 1
-            n_valid, target = splits.count("valid"), round(0.05 * len(lang_rows))
-            assert n_valid == summary["datasets"][f"{lang}/valid"]["samples"]
-            assert 0 < n_valid <= target, (kind, lang)
-            shortfalls.append(target - n_valid)
-        assert all(len(splits - {None}) == 1 for splits in split_of_group.values()), kind
-        assert min(shortfalls) < max(max(n.values()) for n in samples_of_group.values()), kind
-        held_out = [g for g, splits in split_of_group.items() if splits == {"valid"}]
-        assert len(held_out) > 5, kind
-        if kind == "knowledge":  # the languages differ in held-out triples: not in every language, or fewer samples
-            assert any(len(samples_of_group[g]) < len(rows) or len(set(samples_of_group[g].values())) > 1
-                       for g in held_out)
+    kinds = {"knowledge": ("sentences/sentences.parquet", "triple_index"),
+             "reasoning": ("reasoning/reasoning.parquet", "cycle_id")}
+    rows = {kind: rows_by_language(real / path) for kind, (path, _) in kinds.items()}
+    expected = {kind: {lang: [expected_sample(row["spans"], fairseq_side) for row in lang_rows]
+                       for lang, lang_rows in rows[kind].items()} for kind in kinds}
+    runs = [(real / "DATA", 0.05)] + [
+        (binarize(real, tmp_path / f"seed{seed}", "--valid-fraction", fraction, "--seed", seed), fraction)
+        for fraction, seed in ((0.1, 1), (0.2, 2), (0.3, 3))]
+    for data, fraction in runs:
+        for kind, (_, key) in kinds.items():
+            summary = json.loads((data / kind / "summary.json").read_text())
+            split_of_group, samples_of_group, shortfalls = defaultdict(set), defaultdict(Counter), []
+            for lang, lang_rows in rows[kind].items():
+                splits = match_rows(lang_rows, data / kind / lang, fairseq_side, expected=expected[kind][lang])
+                for row, split in zip(lang_rows, splits):
+                    split_of_group[row[key]].add(split)
+                    samples_of_group[row[key]][lang] += 1
+                n_valid, target = splits.count("valid"), round(fraction * len(lang_rows))
+                assert n_valid == summary["datasets"][f"{lang}/valid"]["samples"]
+                assert 0 < n_valid <= target, (data, kind, lang)
+                shortfalls.append(target - n_valid)
+            assert all(len(splits - {None}) == 1 for splits in split_of_group.values()), (data, kind)
+            assert min(shortfalls) < max(max(n.values()) for n in samples_of_group.values()), (data, kind)
+            held_out = [g for g, splits in split_of_group.items() if splits == {"valid"}]
+            assert len(held_out) > 5, (data, kind)
+            if kind == "knowledge":  # the languages differ in held-out triples: not in all, or fewer samples
+                assert any(len(samples_of_group[g]) < len(rows[kind]) or len(set(samples_of_group[g].values())) > 1
+                           for g in held_out)
 
 
 def test_held_out_threshold_is_one_for_all_languages_and_fits_every_target():
