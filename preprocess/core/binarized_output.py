@@ -148,7 +148,8 @@ def add_output_arguments(parser, what):
     add_tokenizer_arguments(parser)
     split = parser.add_argument_group("valid split")
     split.add_argument("--valid-fraction", type=float, default=0.01,
-                       help="share of each dataset held out as valid (default: %(default)s)")
+                       help="share of each dataset held out as valid (binarize: at most, the held-out groups "
+                            "being one choice for all languages; default: %(default)s)")
     split.add_argument("--valid-max", type=int, default=1000, help="at most this many valid samples per dataset "
                        "(default: %(default)s)")
     split.add_argument("--seed", type=int, default=1, help="seed of the held-out choice (default: %(default)s)")
