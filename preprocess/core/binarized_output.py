@@ -83,6 +83,12 @@ class HeldOutPlanner:
             out[name] = threshold
         return out
 
+    def shared_threshold(self):
+        """One threshold for datasets that hold the same groups (the languages of a kind), so that a group is held
+        out in all of them or in none: the largest that keeps every dataset within its target, i.e. the smallest of
+        their own thresholds. A dataset with a target of 0 (fewer than 2 samples) sets no bound."""
+        return min((threshold for name, threshold in self.thresholds().items() if self.target(name) > 0), default=0)
+
 
 class DatasetWriters:
     """The sharded writers of one kind's datasets, ``ROOT/<lang>/<split>``, opened on first use."""
@@ -142,7 +148,8 @@ def add_output_arguments(parser, what):
     add_tokenizer_arguments(parser)
     split = parser.add_argument_group("valid split")
     split.add_argument("--valid-fraction", type=float, default=0.01,
-                       help="share of each dataset held out as valid (default: %(default)s)")
+                       help="share of each dataset held out as valid (binarize: at most, the held-out groups "
+                            "being one choice for all languages; default: %(default)s)")
     split.add_argument("--valid-max", type=int, default=1000, help="at most this many valid samples per dataset "
                        "(default: %(default)s)")
     split.add_argument("--seed", type=int, default=1, help="seed of the held-out choice (default: %(default)s)")

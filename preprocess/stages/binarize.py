@@ -28,15 +28,20 @@ Other drops, each counted in the summary: malformed spans (not head, relation, t
 to nothing, no output language (a lang_pair without exactly one non-English side, a null lang), languages outside
 ``--languages``.
 
-Valid split. Whole groups (a knowledge triple with all its variants; a reasoning cycle) are held out: a group goes
-to ``valid`` when hash(seed, triple_index / cycle_id) < the dataset's (language's) threshold. The hash is the same
-in every language, so a group is held out in every language alike where the languages hold the same groups with
-equally many samples each; where they do not (a cycle lacks labels in some language; alias samples are dropped per
-language when an item lacks an alias), the thresholds differ slightly and a group near them may be valid in one
-language and train in another. The threshold is set from all rows of the dataset (a first pass over the two key
-columns, bounded memory) so that ``valid`` holds ``round(--valid-fraction x samples)`` samples, at least 1 and at
-most ``--valid-max``, less the part of a group that would cross that size (but at least one group). It depends only
-on the seed and the input rows: not on ``--workers``, ``--chunk-size`` or ``--part``.
+Valid split. Whole groups (a knowledge triple with all its variants; a reasoning cycle) are held out, in every
+language alike: the held-out groups are chosen once per kind, and every language's dataset takes its rows of them
+(the languages hold different groups and different samples per group: a cycle lacks labels in some language, alias
+samples are dropped per language when an item lacks an alias). Groups are ranked by hash(seed, triple_index /
+cycle_id); the held-out ones are those of smallest hash, as many as fit every dataset's target,
+``round(--valid-fraction x samples)``, at least 1, at most ``--valid-max`` and at most samples - 1. So no language's
+valid split exceeds its target; the language whose target binds first reaches it (less the part of a group that
+would cross it, but at least one group is held out); the others get a little less where they hold about the same
+groups (the usual case: they render the same triples and cycles), and much less, possibly none, where a language is
+far smaller than one capped by ``--valid-max`` (the summary lists every split's size). A dataset of one sample sets
+no bound. The choice is a first pass over the key and language columns that keeps the ``--valid-max + 1`` smallest
+hashes per language (bounded memory). It counts every language of the input, those outside ``--languages`` too,
+so languages binarized in separate runs are split alike; it depends only on the seed and the input rows: not on
+``--languages``, ``--workers``, ``--chunk-size`` or ``--part``.
 
 Scale. Rows are read in chunks of ``--chunk-size``; ``--workers`` processes encode chunks (all mention texts of a
 chunk deduplicated and batch-encoded, then assembled with NumPy gathers); the main process writes results in chunk
@@ -176,16 +181,17 @@ def total_rows(inputs):
     return sum(parquet.num_rows for parquet in inputs)
 
 
-def plan_held_out(kind, inputs, languages, seed, fraction, valid_max, chunk_rows):
-    """First pass over the key and language columns of all rows: {language: valid threshold}."""
+def plan_held_out(kind, inputs, seed, fraction, valid_max, chunk_rows):
+    """First pass over the key and language columns of all rows: the kind's valid threshold, one for all languages,
+    those outside --languages included (module docstring)."""
     spec, salt = KINDS[kind], held_out_salt(seed, kind)
     planner = HeldOutPlanner(fraction, valid_max)
     for batch, _ in iter_row_batches(inputs, (spec.key_column, spec.lang_column), chunk_rows):
-        codes, names, _, _ = row_languages(kind, batch.column(spec.lang_column), languages)
+        codes, names, _, _ = row_languages(kind, batch.column(spec.lang_column), None)
         hashes = held_out_hash(batch.column(spec.key_column).fill_null(-1).to_numpy(), salt)
         for code in np.unique(codes[codes >= 0]):
             planner.add(names[code], hashes[codes == code])
-    return planner.thresholds()
+    return planner.shared_threshold()
 
 
 @dataclass
@@ -234,9 +240,9 @@ class Mentions:
 class ChunkEncoder:
     """Turns a chunk of sample rows into token and tag arrays per (language, split); runs in the workers."""
 
-    def __init__(self, kind, tokenizer, max_length, languages, thresholds, seed):
+    def __init__(self, kind, tokenizer, max_length, languages, threshold, seed):
         self.kind, self.tokenizer, self.max_length = kind, tokenizer, max_length
-        self.languages, self.thresholds, self.salt = languages, thresholds, held_out_salt(seed, kind)
+        self.languages, self.threshold, self.salt = languages, np.uint64(threshold), held_out_salt(seed, kind)
         self.punct = tokenizer.encode([SENTENCE_END])[0]
 
     def __call__(self, item):
@@ -262,8 +268,7 @@ class ChunkEncoder:
         live &= ~over
 
         keys = batch.column(spec.key_column).fill_null(-1).to_numpy(zero_copy_only=False)
-        thresholds = np.array([self.thresholds.get(name, 0) for name in names] + [0], dtype=np.uint64)
-        valid = held_out_hash(keys, self.salt) < thresholds[codes]
+        valid = held_out_hash(keys, self.salt) < self.threshold
         entity = entity_indices(mentions.id, mentions.row, batch.num_rows)
         datasets = {}
         for code in np.unique(codes[live]):
@@ -359,14 +364,14 @@ def binarize_kind(kind, inputs, data_dir, tokenizer, max_length=128, languages=N
     started = time.perf_counter()
     root = output_root(data_dir, kind, part)
     start_output(root)
-    thresholds = plan_held_out(kind, inputs, languages, seed, valid_fraction, valid_max, chunk_rows)
+    threshold = plan_held_out(kind, inputs, seed, valid_fraction, valid_max, chunk_rows)
     n = total_rows(inputs)
     start, end = (0, n) if part is None else (n * part[0] // part[1], n * (part[0] + 1) // part[1])
     streams = {TOKENS: indexed.best_fitting_int_dtype(max(len(tokenizer), tokenizer.mask + 1)),
                TAGS: np.dtype(TAG_DTYPE)}
     writers, counts, bad_logged = DatasetWriters(root, streams, shard_size), Counter(), 0
     chunks = iter_row_batches(inputs, KINDS[kind].columns, chunk_rows, start, end)
-    init_args = (kind, tokenizer, max_length, languages, thresholds, seed)
+    init_args = (kind, tokenizer, max_length, languages, threshold, seed)
     try:
         with tqdm(total=end - start, unit="sample", desc=f"binarize {kind}", mininterval=1) as bar:
             for result in map_ordered(ChunkEncoder, init_args, chunks, workers):

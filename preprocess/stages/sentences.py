@@ -10,30 +10,38 @@ Output: ``--output/sentences.parquet``, one row per sample:
 Rows are ordered by language pair (in ``--languages`` order), triple_index, variant (code-switched first), then
 variant number. The rendering ``h <mask> r <mask> t .`` is left to binarization.
 
-Rules (KMLM, docs/design.md §1), for each kept triple (h, r, t) and each non-English language L of --languages:
+Rules (KMLM, docs/design.md §1; every rule's source: docs/recipe.md), for each kept triple (h, r, t) and each
+non-English language L of --languages:
 - code-switched (``--variants-per-language`` samples): start from the English labels; each of h, r, t independently
-  switches to its L label with p = 0.5 when it has one.
-- alias-replaced (``--alias-variants-per-language`` samples), ``--alias-missing drop`` (the default, as the
-  official wikidata_tool/dump_by_id.py): each item independently picks L or English with p = 0.5, then takes a
-  uniformly random alias in the picked language; a sample where some item has no alias in its picked language is
-  not written (counted "alias: dropped, ..."): it would only repeat labels, and the official code writes no alias
-  line then. ``--alias-missing label`` (the rule before issue 14): an item picks L only when it has a label or an
-  alias in L, and an item without an alias in its language takes its label there; no sample is dropped.
-  First-half rule (on by default, as the official code): an item with n > 2 aliases draws only among the first
-  int(n/2)+1 (Wikidata lists the common aliases first).
+  draws L with p = 0.5 and switches to its L label. An item that draws L but has no L label: ``--missing-label
+  english`` (the default, the paper's rule as docs/design.md §1 reads it: "replace by its default label in l' (if
+  it has one)") keeps its English label; ``--missing-label drop`` (the official wikidata_tool/dump_by_id.py: a
+  KeyError skips the triple's lines) drops the sample, counted "codeswitch: dropped, an item has no label in its
+  drawn language".
+- alias-replaced (``--alias-variants-per-language`` samples): each item is in L or English as drawn for the
+  code-switched sample of the same number (``--alias-draw codeswitch``, the default, as the official code, which
+  takes both lines' languages from one draw; with ``--missing-label drop`` the alias sample goes with its dropped
+  code-switched sample, counted "alias: dropped with its code-switched sample, ..."), or as drawn anew, p = 0.5 per
+  item (``--alias-draw independent``, the rule before this option). ``--alias-missing drop`` (the default, as the
+  official code): each item takes a uniformly random alias in its language; a sample where some item has no alias
+  in its language is not written (counted "alias: dropped, ..."): it would only repeat labels, and the official
+  code writes no alias line then. ``--alias-missing label`` (the rule before issue 14): an item is in L only when
+  it drew L and has a label or an alias in L, and an item without an alias in its language takes its label there;
+  no sample is dropped. First-half rule (on by default, as the official code): an item with n > 2 aliases draws
+  only among the first int(n/2)+1 (Wikidata lists the common aliases first).
 - A sample may come out all English (p = 1/8 when all three items have L labels): it is kept, it is what the rule
   draws. A (triple, L) pair where no item has anything in L (a label for code-switched samples; an alias, or with
   ``--alias-missing label`` a label or an alias, for alias samples) is skipped and counted: its sample would be
-  English only and the same for every L.
+  English only and the same for every L (ours: the official code writes it when all three items draw English).
 - A triple whose head, relation or tail has no English label (or is not in entities.parquet) is skipped and counted:
   every sample starts from the English labels.
 - ``--sample-triples F`` keeps each triple with probability F, ``--max-triples N`` exactly N triples (uniformly
   among those with English labels): the paper drew 125M + 125M samples from ~20M triples x 9 languages.
 
 Randomness: every draw for a triple is a pure function of (seed, triple_index, L, variant, variant number), so the
-output does not depend on ``--chunk-size``. A ``rng_for`` generator per sample would cost ~15 us x 250M samples; so
-there is one generator per block of ``RNG_BLOCK`` consecutive triple indices (a constant, not the chunk) and a
-triple takes its row of the block's draws.
+output does not depend on ``--chunk-size`` (an alias sample's language draw is the code-switched variant's, above).
+A ``rng_for`` generator per sample would cost ~15 us x 250M samples; so there is one generator per block of
+``RNG_BLOCK`` consecutive triple indices (a constant, not the chunk) and a triple takes its row of the block's draws.
 
 Speed/memory: labels and aliases stay in Arrow arrays; the triples become three int32 arrays of entity rows; samples
 are built with Arrow/NumPy gathers, chunk by chunk, and written in fixed-size row groups (the bytes of the file
@@ -77,6 +85,8 @@ logger = logging.getLogger("kmlm-preprocess sentences")
 SWITCH_PROBABILITY = 0.5
 RNG_BLOCK = 1024
 ALIAS_MISSING_DROP, ALIAS_MISSING_LABEL = "drop", "label"
+ALIAS_DRAW_CODESWITCH, ALIAS_DRAW_INDEPENDENT = "codeswitch", "independent"
+MISSING_LABEL_ENGLISH, MISSING_LABEL_DROP = "english", "drop"
 
 
 def block_uniforms(seed, stream, index, width):
@@ -160,6 +170,8 @@ class SentenceConfig:
     alias_variants: int
     first_half: bool
     alias_missing: str = ALIAS_MISSING_DROP
+    alias_draw: str = ALIAS_DRAW_CODESWITCH
+    missing_label: str = MISSING_LABEL_ENGLISH
 
 
 def triple_entity_rows(tables_dir, entity_ids):
@@ -211,6 +223,40 @@ def has_anything(kind, target, config):
     return target.has_label | (target.alias_count > 0)
 
 
+def draw_variant(kind, number, index, rows, english, target, config, counts):
+    """(rows kept, [(text, switched)] per role of the kept rows) of sample ``number`` of ``kind``; drops counted.
+
+    Each item's language: L where its uniform is < 0.5. An alias sample reuses the uniforms of the code-switched
+    sample of the same number (``alias_draw`` "codeswitch", as the official code), whether or not that sample is
+    written, or draws its own ("independent"); its alias pick has its own uniforms either way."""
+    pair = f"{PIVOT_LANGUAGE}-{target.lang}"
+    own = block_uniforms(config.seed, (kind, target.lang, number), index, 6)
+    reuses_codeswitch_draw = kind == CODESWITCH or config.alias_draw == ALIAS_DRAW_CODESWITCH
+    if kind != CODESWITCH and reuses_codeswitch_draw:
+        u_lang = block_uniforms(config.seed, (CODESWITCH, target.lang, number), index, 6)[:, :len(ROLES)]
+    else:
+        u_lang = own[:, :len(ROLES)]
+    keep = np.ones(len(index), bool)
+    if config.missing_label == MISSING_LABEL_DROP and reuses_codeswitch_draw:
+        keep = ~((u_lang < SWITCH_PROBABILITY) & ~target.has_label[rows].T).any(axis=1)
+        if not keep.all():
+            what = "dropped" if kind == CODESWITCH else "dropped with its code-switched sample"
+            counts[f"{pair} {kind}: {what}, an item has no label in its drawn language"] += int((~keep).sum())
+    if kind == CODESWITCH:
+        items = [codeswitch_item(english, target, rows[i], u_lang[:, i]) for i in range(len(ROLES))]
+    else:
+        drawn = [alias_item(english, target, rows[i], u_lang[:, i], own[:, len(ROLES) + i], config)
+                 for i in range(len(ROLES))]
+        has_alias = np.logical_and.reduce([has for _, _, has in drawn])
+        if not has_alias[keep].all():
+            counts[f"{pair} {kind}: dropped, an item has no alias in its language"] += int((~has_alias[keep]).sum())
+        keep &= has_alias
+        items = [(text, switch) for text, switch, _ in drawn]
+    if keep.all():
+        return keep, items
+    return keep, [(text.filter(pa.array(keep)), switch[keep]) for text, switch in items]
+
+
 def render_chunk(index, rows, english, target, entity_ids, config, counts):
     """The samples of one chunk of triples for the pair (en, target.lang), in output order."""
     pair = f"{PIVOT_LANGUAGE}-{target.lang}"
@@ -224,17 +270,7 @@ def render_chunk(index, rows, english, target, entity_ids, config, counts):
             counts[f"{pair} {kind}: skipped, no item has anything in {target.lang}"] += int((~present).sum())
         kind_index, kind_rows = index[present], rows[:, present]
         for number in range(n_variants):
-            u = block_uniforms(config.seed, (kind, target.lang, number), kind_index, 6)
-            if kind == CODESWITCH:
-                items = [codeswitch_item(english, target, kind_rows[i], u[:, i]) for i in range(len(ROLES))]
-                keep = np.ones(len(kind_index), bool)
-            else:
-                drawn = [alias_item(english, target, kind_rows[i], u[:, i], u[:, 3 + i], config)
-                         for i in range(len(ROLES))]
-                keep = np.logical_and.reduce([has_alias for _, _, has_alias in drawn])
-                items = [(text.filter(pa.array(keep)), switch[keep]) for text, switch, _ in drawn]
-                if not keep.all():
-                    counts[f"{pair} {kind}: dropped, an item has no alias in its language"] += int((~keep).sum())
+            keep, items = draw_variant(kind, number, kind_index, kind_rows, english, target, config, counts)
             parts.append((kind_index[keep], kind_code, number, kind_rows[:, keep], items))
             counts[f"{pair} {kind}"] += int(keep.sum())
     if not parts:
@@ -334,6 +370,16 @@ def add_arguments(parser):
                         default=ALIAS_MISSING_DROP,
                         help="an item without an alias in its drawn language: drop the alias sample (default, as "
                              "the official code; counted) or take the item's label (before issue 14)")
+    parser.add_argument("--alias-draw", choices=(ALIAS_DRAW_CODESWITCH, ALIAS_DRAW_INDEPENDENT),
+                        default=ALIAS_DRAW_CODESWITCH,
+                        help="the items' languages of an alias sample: those drawn for the code-switched sample of "
+                             "the same number (default, as the official code) or drawn anew (before this option: "
+                             "decorrelates a triple's two samples)")
+    parser.add_argument("--missing-label", choices=(MISSING_LABEL_ENGLISH, MISSING_LABEL_DROP),
+                        default=MISSING_LABEL_ENGLISH,
+                        help="an item drawn into L without a label in L: keep its English label (default, the "
+                             "paper's rule as read in docs/design.md §1) or drop the code-switched sample, and with "
+                             "--alias-draw codeswitch its alias sample (the official code; counted per pair)")
     parser.add_argument("--chunk-size", type=int, default=1 << 16,
                         help="triples rendered at once (memory only: the output does not depend on it)")
 
@@ -350,7 +396,7 @@ def run(args):
     if args.chunk_size < 1:
         raise UserFacingError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     config = SentenceConfig(args.seed, args.variants_per_language, args.alias_variants_per_language,
-                            args.alias_first_half, args.alias_missing)
+                            args.alias_first_half, args.alias_missing, args.alias_draw, args.missing_label)
     output_path = f"{args.output}/{SENTENCES_FILE}"
     summary_path(args.output, "sentences").unlink(missing_ok=True)
     counts = build_sentences(args.input, output_path, resolve_languages(args.languages, args.input), config,

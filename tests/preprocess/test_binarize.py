@@ -2,7 +2,7 @@
 import json
 import math
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +95,14 @@ def output_language(row):
     return row["lang_pair"].split("-")[1] if "lang_pair" in row else row["lang"]
 
 
-def match_rows(rows, directory, fairseq_side, max_length=128):
+def match_rows(rows, directory, fairseq_side, max_length=128, expected=None):
     """Walk the rows of one output language in order: each is the next train sample, the next valid sample, or
-    over-long; returns the split of each row (None: dropped) after checking that every sample was matched."""
+    over-long; returns the split of each row (None: dropped) after checking that every sample was matched.
+    ``expected``: the rows' expected_sample, when already computed."""
     train, valid = (load_split(directory, split, fairseq_side[0]) for split in ("train", "valid"))
     at, splits = {"train": 0, "valid": 0}, []
-    for row in rows:
-        sample = expected_sample(row["spans"], fairseq_side)
+    for index, row in enumerate(rows):
+        sample = expected[index] if expected else expected_sample(row["spans"], fairseq_side)
         if len(sample[0]) + 1 > max_length:
             splits.append(None)
             continue
@@ -183,22 +184,62 @@ def test_binarize_reasoning_round_trip_real_data(real, fairseq_side):
                                                                                                 fairseq_side))
 
 
-def test_binarize_valid_split_holds_out_whole_groups_in_every_language(real, fairseq_side):
-    """Within a language, all variants of a triple go to one split. Across languages the thresholds are each
-    language's own: a triple is held out in every language alike only where the languages hold equally many
-    samples per triple (code-switched samples); alias samples are dropped per language (an item without an alias),
-    so a triple near a threshold may be valid in one language and train in another."""
-    summary = json.loads((real / "DATA" / "knowledge" / "summary.json").read_text())
-    rows = rows_by_language(real / "sentences" / "sentences.parquet")
-    for lang, lang_rows in rows.items():
-        splits = match_rows(lang_rows, real / "DATA" / "knowledge" / lang, fairseq_side)
-        split_of_triple = defaultdict(set)
-        for row, split in zip(lang_rows, splits):
-            split_of_triple[row["triple_index"]].add(split)
-        assert all(len(splits - {None}) == 1 for splits in split_of_triple.values()), lang
-        n_valid = splits.count("valid")
-        assert n_valid == summary["datasets"][f"{lang}/valid"]["samples"]
-        assert 0 < n_valid <= round(0.05 * len(lang_rows))  # whole triples, never over the target
+def test_binarize_valid_split_holds_out_whole_groups_in_every_language(real, fairseq_side, tmp_path):
+    """A group (a triple with all its variants; a cycle) is never valid in one language and train in another,
+    though the languages hold different samples per group (alias samples dropped per language, cycles without
+    labels in some language); no split exceeds its target, and the language that binds reaches it but for the part
+    of a group. Several fractions and seeds: per-language thresholds mix the splits in some of them, not all."""
+    sentences_counts = json.loads((real / "sentences" / "sentences_summary.json").read_text())["counts"]
+    assert all(sentences_counts[f"en-{lang} alias: dropped, an item has no alias in its language"] > 0
+               for lang in ("de", "ja"))
+    kinds = {"knowledge": ("sentences/sentences.parquet", "triple_index"),
+             "reasoning": ("reasoning/reasoning.parquet", "cycle_id")}
+    rows = {kind: rows_by_language(real / path) for kind, (path, _) in kinds.items()}
+    expected = {kind: {lang: [expected_sample(row["spans"], fairseq_side) for row in lang_rows]
+                       for lang, lang_rows in rows[kind].items()} for kind in kinds}
+    runs = [(real / "DATA", 0.05)] + [
+        (binarize(real, tmp_path / f"seed{seed}", "--valid-fraction", fraction, "--seed", seed), fraction)
+        for fraction, seed in ((0.1, 1), (0.2, 2), (0.3, 3))]
+    for data, fraction in runs:
+        for kind, (_, key) in kinds.items():
+            summary = json.loads((data / kind / "summary.json").read_text())
+            split_of_group, samples_of_group, shortfalls = defaultdict(set), defaultdict(Counter), []
+            for lang, lang_rows in rows[kind].items():
+                splits = match_rows(lang_rows, data / kind / lang, fairseq_side, expected=expected[kind][lang])
+                for row, split in zip(lang_rows, splits):
+                    split_of_group[row[key]].add(split)
+                    samples_of_group[row[key]][lang] += 1
+                n_valid, target = splits.count("valid"), round(fraction * len(lang_rows))
+                assert n_valid == summary["datasets"][f"{lang}/valid"]["samples"]
+                assert 0 < n_valid <= target, (data, kind, lang)
+                shortfalls.append(target - n_valid)
+            assert all(len(splits - {None}) == 1 for splits in split_of_group.values()), (data, kind)
+            assert min(shortfalls) < max(max(n.values()) for n in samples_of_group.values()), (data, kind)
+            held_out = [g for g, splits in split_of_group.items() if splits == {"valid"}]
+            assert len(held_out) > 5, (data, kind)
+            if kind == "knowledge":  # the languages differ in held-out triples: not in all, or fewer samples
+                assert any(len(samples_of_group[g]) < len(rows[kind]) or len(set(samples_of_group[g].values())) > 1
+                           for g in held_out)
+
+
+def test_held_out_threshold_is_one_for_all_languages_and_fits_every_target():
+    """Hand-computed: the held-out groups are those of hash below one threshold, the largest that keeps every
+    language within round(fraction x samples) (at most valid_max, samples - 1), at least one group."""
+    from preprocess.core.binarized_output import HeldOutPlanner
+
+    def shared(fraction, valid_max, **hashes):
+        planner = HeldOutPlanner(fraction, valid_max)
+        for name, values in hashes.items():
+            planner.add(name, np.array(values, dtype=np.uint64))
+        return planner.shared_threshold()
+
+    # de: target min(3, round(3), 5) = 3 -> below 40; ja: target 2, group 10 has 2 samples -> below 20
+    assert shared(0.5, 3, de=[60, 10, 50, 20, 40, 30], ja=[30, 10, 20, 10]) == 20
+    # a language of one sample sets no bound (it cannot have both splits)
+    assert shared(0.5, 3, de=[60, 10, 50, 20, 40, 30], ja=[30, 10, 20, 10], xx=[5]) == 20
+    # ja's first group (3 samples) crosses its target of 2: it is held out whole, as the only group
+    assert shared(0.5, 3, de=[60, 10, 50, 20, 40, 30], ja=[7, 7, 7, 90]) == 8
+    assert shared(0, 3, de=[60, 10, 50]) == 0 and shared(0.5, 0, de=[60, 10, 50]) == 0
 
 
 def test_binarize_valid_size_is_capped_and_follows_the_seed(real, tmp_path):
@@ -237,6 +278,11 @@ def test_binarize_language_subset_with_chunks_holding_none_of_it(real, tmp_path,
         assert sorted(p.name for p in (small_chunks / kind).iterdir() if p.is_dir()) == ["ja"]
         assert load_split(small_chunks / kind / "ja", "train", fairseq_side[0]) == \
             load_split(full / kind / "ja", "train", fairseq_side[0])
+    # languages binarized in separate runs are split as in one run (the held-out groups are chosen over all)
+    de_alone = binarize(real, tmp_path / "de", "--languages", "de")
+    for split in ("train", "valid"):
+        assert load_split(de_alone / "knowledge" / "de", split, fairseq_side[0]) == \
+            load_split(full / "knowledge" / "de", split, fairseq_side[0])
     caplog.clear()
     binarize(real, tmp_path / "en", "--languages", "en")  # knowledge sentences never have English as output
     assert [r.levelname for r in caplog.records if "knowledge: read" in r.getMessage()] == ["WARNING"]

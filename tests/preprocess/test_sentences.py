@@ -1,3 +1,4 @@
+import json
 import math
 from collections import Counter
 
@@ -43,9 +44,10 @@ def labelled(entity_id, langs=LANGS, aliases=None):
 
 
 def run_sentences(tables, tmp_path, languages=LANGS, variants=1, alias_variants=1, first_half=True, seed=1,
-                  chunk_size=1 << 16, name="out", alias_missing="drop", **sampling):
+                  chunk_size=1 << 16, name="out", alias_missing="drop", alias_draw="codeswitch",
+                  missing_label="english", **sampling):
     path = tmp_path / name / "sentences.parquet"
-    config = SentenceConfig(seed, variants, alias_variants, first_half, alias_missing)
+    config = SentenceConfig(seed, variants, alias_variants, first_half, alias_missing, alias_draw, missing_label)
     counts = build_sentences(tables, path, languages, config, chunk_size=chunk_size, **sampling)
     return pq.read_table(path).to_pylist(), counts, path
 
@@ -142,6 +144,78 @@ def test_sentences_alias_sample_needs_an_alias_for_every_item_and_counts_the_dro
     assert not any(s["text"].endswith(("-en", "-de")) for r in rows for s in r["spans"])  # never a label
 
 
+def span_languages(rows, variant):
+    """{(lang_pair, triple_index, variant number): the languages of its head, relation, tail}."""
+    out, number = {}, Counter()
+    for r in rows:
+        if r["variant"] == variant:
+            key = (r["lang_pair"], r["triple_index"])
+            out[(*key, number[key])] = tuple(s["lang"] for s in r["spans"])
+            number[key] += 1
+    return out
+
+
+@pytest.fixture
+def aliased_triples(tmp_path):
+    """300 triples over entities with a label and an alias (not equal to it) in every language."""
+    entities = [entity(e, {lang: f"{e}-{lang}" for lang in LANGS}, {lang: [f"{e} alias {lang}"] for lang in LANGS})
+                for e in [f"Q{i}" for i in range(7)] + ["P1", "P2"]]
+    triples = [(f"Q{i % 7}", f"P{1 + i % 2}", f"Q{(i + 2) % 7}") for i in range(300)]
+    return write_tables(tmp_path / "tables", entities, triples)
+
+
+def test_sentences_alias_sample_reuses_the_codeswitch_language_draw(aliased_triples, tmp_path):
+    """--alias-draw codeswitch (the official dump_by_id.py: both lines from one ``np.random.choice``): the alias
+    sample number k has the languages of the code-switched sample number k, even when that one is not written."""
+    rows, _, _ = run_sentences(aliased_triples, tmp_path, variants=2, alias_variants=2, name="same")
+    codeswitch, alias = span_languages(rows, CODESWITCH), span_languages(rows, ALIAS)
+    assert len(alias) == len(codeswitch) == 2 * 2 * 300 and alias == codeswitch
+    assert Counter(lang for langs in alias.values() for lang in langs)["en"] not in (0, 3 * len(alias))
+    # without code-switched samples, alias sample k still takes code-switched sample k's draw
+    alone, _, _ = run_sentences(aliased_triples, tmp_path, variants=0, alias_variants=2, name="alone")
+    assert span_languages(alone, ALIAS) == codeswitch
+    # --alias-draw independent: a new draw per item, so the two samples agree on an item half the time
+    rows, _, _ = run_sentences(aliased_triples, tmp_path, variants=2, alias_variants=2, alias_draw="independent",
+                               name="independent")
+    codeswitch, alias = span_languages(rows, CODESWITCH), span_languages(rows, ALIAS)
+    same = [a == c for key in alias for a, c in zip(alias[key], codeswitch[key])]
+    assert abs(sum(same) / len(same) - 0.5) < binomial_tolerance(len(same))
+    assert span_languages(rows, CODESWITCH) == span_languages(alone, ALIAS)  # code-switched draws unchanged
+
+
+def test_sentences_missing_label_in_the_drawn_language(tmp_path):
+    """Q2 has no German label (it has a German alias). --missing-label english (default): Q2 keeps its English
+    label. --missing-label drop (the official code): a code-switched sample where Q2 drew German is dropped, p = 1/2,
+    and with the shared draw its alias sample goes with it; counted per language pair (French loses nothing)."""
+    names = {lang: f"Q2-{lang}" for lang in ("en", "fr")}
+    entities = [labelled("Q1"), labelled("P1"),
+                entity("Q2", names, {"en": ["Q2 alias en"], "de": ["Q2 alias de"], "fr": ["Q2 alias fr"]})]
+    tables = write_tables(tmp_path / "tables", entities, [("Q1", "P1", "Q2")] * 600)
+
+    rows, counts, _ = run_sentences(tables, tmp_path, name="english")
+    de = [r for r in rows if r["lang_pair"] == "en-de" and r["variant"] == CODESWITCH]
+    assert len(de) == 600 and {r["spans"][2]["text"] for r in de} == {"Q2-en"}
+    assert not any("label" in key for key in counts)
+    kept_alias_de = {r["triple_index"] for r in rows if r["lang_pair"] == "en-de" and r["variant"] == ALIAS}
+
+    rows, counts, _ = run_sentences(tables, tmp_path, missing_label="drop", name="drop")
+    de = [r for r in rows if r["lang_pair"] == "en-de"]
+    codeswitch = {r["triple_index"] for r in de if r["variant"] == CODESWITCH}
+    alias = {r["triple_index"] for r in de if r["variant"] == ALIAS}
+    assert abs(len(codeswitch) / 600 - 0.5) < binomial_tolerance(600)
+    assert counts["en-de codeswitch: dropped, an item has no label in its drawn language"] == 600 - len(codeswitch)
+    assert all(r["spans"][2]["lang"] == "en" for r in de)
+    assert alias == kept_alias_de & codeswitch  # the same draws as the default run, less the dropped triples
+    assert counts["en-de alias: dropped with its code-switched sample, an item has no label in its drawn language"] \
+        == 600 - len(codeswitch)
+    assert counts["en-fr codeswitch"] == 600 and not any(key.startswith("en-fr") and "dropped" in key for key in counts)
+
+    # with an independent alias draw only the code-switched samples are dropped
+    rows, counts, _ = run_sentences(tables, tmp_path, missing_label="drop", alias_draw="independent", name="indep")
+    assert counts["en-de alias"] == 600 and not any("with its code-switched" in key for key in counts)
+    assert counts["en-de codeswitch: dropped, an item has no label in its drawn language"] > 0
+
+
 def test_sentences_alias_falls_back_to_label(tmp_path):
     """--alias-missing label (the rule before issue 14): an item without an alias takes its label."""
     entities = [entity("Q1", {"en": "Q1-en", "de": "Q1-de"}), entity("Q2", {"en": "Q2-en"}, {"de": ["Q2 alias"]}),
@@ -235,4 +309,27 @@ def test_sentences_cli_on_ingested_sample(test_data, tmp_path):
         triple = triples[r["triple_index"]]
         assert [s["id"] for s in r["spans"]] == [triple["head"], triple["relation"], triple["tail"]]
         assert all(s["text"] for s in r["spans"])
+    # the official rules on real items (Korean lacks many labels): the code-switched samples kept are the default
+    # run's, less the counted drops; an independent alias draw changes the alias samples only
+    def run(name, *options):
+        assert cli.main(["sentences", "--input", str(tables), "--output", str(tmp_path / name), "--languages",
+                         "en,de,ko", *options]) == 0
+        counts = json.loads((tmp_path / name / "sentences_summary.json").read_text())["counts"]
+        return pq.read_table(tmp_path / name / "sentences.parquet").to_pylist(), counts
+
+    def samples(rows, pair, variant):
+        return [r for r in rows if r["lang_pair"] == pair and r["variant"] == variant]
+
+    default, _ = run("default")
+    dropped, counts = run("drop", "--missing-label", "drop")
+    for pair in ("en-de", "en-ko"):
+        kept = samples(dropped, pair, CODESWITCH)
+        lost = counts.get(f"{pair} codeswitch: dropped, an item has no label in its drawn language", 0)
+        assert all(r in samples(default, pair, CODESWITCH) for r in kept)
+        assert len(kept) + lost == len(samples(default, pair, CODESWITCH)), pair
+    assert counts["en-ko codeswitch: dropped, an item has no label in its drawn language"] > 0
+    assert not any(key.startswith("en-de") and "no label" in key for key in counts)
+    independent, _ = run("independent", "--alias-draw", "independent")
+    assert samples(independent, "en-ko", CODESWITCH) == samples(default, "en-ko", CODESWITCH)
+    assert samples(independent, "en-ko", ALIAS) != samples(default, "en-ko", ALIAS)
     assert cli.main(["sentences", "--input", str(tables), "--output", str(out), "--sample-triples", "1.5"]) == 2
