@@ -3,6 +3,7 @@ models on data files you provide (nothing is downloaded), with a results table p
 
     kmlm-eval xlr     multiple-choice reasoning (fine-tune on English, accuracy per language)
     kmlm-eval xfactr  zero-shot factual probing (accuracy per language)
+    kmlm-eval fact-recall  h <mask> r <mask> ? on used and held-out triples of a data build (top-1 per language)
     kmlm-eval ner     named entities (fine-tune on English, seqeval F1 per language)
     kmlm-eval relx    relation classification (fine-tune on English, accuracy per language)
     kmlm-eval compare RESULTS [RESULTS ...] --output OUT    merge earlier results side by side
@@ -21,6 +22,8 @@ from preprocess.core.errors import UserFacingError
 TASKS = {
     "xlr": ("kmlm_eval.xlr", "XLR multiple choice: fine-tune on English, accuracy per language"),
     "xfactr": ("kmlm_eval.xfactr", "X-FACTR zero-shot factual probing: accuracy per language"),
+    "fact-recall": ("kmlm_eval.fact_recall", "recall of the pretraining data's triples and of held-out ones, per "
+                                             "language"),
     "ner": ("kmlm_eval.ner", "NER (CoNLL-02/03, PAN-X): fine-tune on English, F1 per language"),
     "relx": ("kmlm_eval.relx", "RELX relation classification: fine-tune on KBP-37, accuracy per "
                                             "language"),

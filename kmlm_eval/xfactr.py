@@ -149,12 +149,14 @@ def normalise(text):
 
 
 @torch.no_grad()
-def decode(model, tokenizer, sentences, decoding):
-    """Fill the masks of each sentence; -> list of (token ids, mean log-prob)."""
+def decode(model, tokenizer, sentences, decoding, keep_masks=0):
+    """Fill the masks of each sentence, except its first ``keep_masks`` (they stay masks: the link masks of
+    ``h <mask> r <mask> t .``); -> list of (token ids, mean log-prob) of the filled ones."""
     enc = tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
     input_ids = enc["input_ids"].clone()
     attention = enc["attention_mask"]
     masks = input_ids == tokenizer.mask_token_id
+    masks &= masks.cumsum(1) > keep_masks
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
     chosen_logprob = torch.zeros(input_ids.shape)
     remaining = masks.clone()

@@ -41,6 +41,18 @@ def held_out_hash(keys, salt):
     return mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ salt)
 
 
+def valid_split_members(summary, lang, keys):
+    """Which group keys (triple_index of knowledge, cycle_id of reasoning samples) binarize put into the valid split
+    of ``lang``, from the kind's ``summary.json``: the same hash and threshold as the split itself."""
+    thresholds = summary.get("valid_thresholds")
+    if thresholds is None:
+        raise UserFacingError(f"the {summary.get('kind')} summary has no valid_thresholds: re-run binarize")
+    if lang not in thresholds:
+        return np.zeros(len(keys), dtype=bool)
+    salt = held_out_salt(summary["settings"]["seed"], summary["kind"])
+    return held_out_hash(keys, salt) < np.uint64(thresholds[lang])
+
+
 class HeldOutPlanner:
     """Sets each dataset's valid threshold from the hashes of all its samples, keeping only the smallest
     ``valid_max + 1`` hashes per dataset (bounded memory)."""

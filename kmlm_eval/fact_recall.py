@@ -1,0 +1,169 @@
+"""Fact recall: does a model complete the knowledge triples of its pretraining data, per language, and those it
+never saw? Top-1 accuracy on ``h <mask> r <mask> [Y] .`` with the tail's place filled by masks.
+
+``kmlm-eval fact-recall --model [NAME=]HF_DIR [--model ...] --tables TABLES --sentences SENTENCES --data DATA
+--output OUT [--languages en,fr] [--triples-per-split 500] [--sample-seed 1] [--max-masks 5]
+[--decoding independent|confidence]``
+
+Input: the outputs of one data build (kmlm-preprocess): ``TABLES`` (entities.parquet: labels and aliases;
+triples.parquet), ``SENTENCES`` (sentences.parquet: which triples the knowledge sentences hold;
+heldout_triples.parquet: the triples ``sentences --holdout-triples`` kept out of pretraining) and ``DATA``
+(``knowledge/summary.json``: which triples binarize put into the valid split).
+Two sets of triples, each a sample of ``--triples-per-split`` drawn under ``--sample-seed`` (the same for every
+model, so models are compared on the same triples):
+  used       triples with knowledge sentences in the TRAINING split in every language (the valid split's are
+             left out: the model never trained on them);
+  held-out   the held-out triples: neither their sentences nor any reasoning sample with their two entities were in
+             pretraining (reasoning --exclude-triples), so a right answer is inferred, not recalled.
+Query per language L: the head's and relation's L labels as the knowledge sentences render them (binarize:
+``h <mask> r <mask> t .``, the two link masks included and left as they are), the tail replaced by m =
+1..--max-masks masks, decoded as ``kmlm-eval xfactr`` decodes (kmlm_eval.xfactr.decode: ``independent`` argmax
+per mask, or ``confidence``); the m whose tokens have the best mean log-probability wins (fewer masks on ties).
+Right when the decoded text, lower-cased with whitespace collapsed (kmlm_eval.xfactr.normalise), is the tail's L
+label or one of its L aliases.
+A triple whose head, relation or tail has no L label is not probed in L (counted in the log).
+Output: OUT/results.{csv,md}, metrics ``used top-1`` and ``held-out top-1`` (%) per language, count = triples
+probed.
+"""
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kmlm_eval import common
+from kmlm_eval.xfactr import decode, normalise
+from preprocess.core.binarized_output import valid_split_members
+from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.heldout_triples import read_heldout_triples
+from preprocess.core.formats.sentences import SENTENCES_FILE
+from preprocess.core.formats.tables import TRIPLE_COLUMNS, TRIPLES_FILE, LabelTable, existing_table, resolve_languages
+from preprocess.core.seeds import rng_for
+
+logger = logging.getLogger(__name__)
+TASK = "fact-recall"
+USED, HELD_OUT = "used", "held-out"
+SLOT = "[Y]"
+LINK_MASKS = 2  # h <mask> r <mask>: given as in pretraining, never filled
+
+
+def add_arguments(parser):
+    parser.add_argument("--tables", type=Path, required=True, help="ingest/import-triples tables directory")
+    parser.add_argument("--sentences", type=Path, required=True,
+                        help="the sentences stage's directory (sentences.parquet, heldout_triples.parquet)")
+    parser.add_argument("--data", type=Path, required=True, help="binarized DATA (knowledge/summary.json)")
+    parser.add_argument("--languages", help="languages to probe (default: every language of the tables)")
+    parser.add_argument("--triples-per-split", type=int, default=500,
+                        help="triples sampled from each of used and held-out (default: %(default)s)")
+    parser.add_argument("--sample-seed", type=int, default=1, help="seed of that sample (default: %(default)s)")
+    parser.add_argument("--max-masks", type=int, default=5, help="longest tail tried, in tokens (default 5)")
+    parser.add_argument("--decoding", choices=("independent", "confidence"), default="independent")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
+
+
+def used_triples(sentences_dir, data_dir):
+    """Triple indices with knowledge sentences, none of them in binarize's valid split."""
+    path = Path(sentences_dir) / SENTENCES_FILE
+    if not path.is_file():
+        raise UserFacingError(f"{path} does not exist: pass the sentences stage's output directory")
+    used = pc.unique(pq.read_table(path, columns=["triple_index"]).column("triple_index")).to_numpy()
+    summary_path = Path(data_dir) / "knowledge" / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserFacingError(f"{summary_path} does not exist: pass the binarized DATA directory") from None
+    if "valid_thresholds" not in summary:
+        raise UserFacingError(f"{summary_path} has no valid_thresholds: re-run binarize")
+    in_valid = np.zeros(len(used), dtype=bool)
+    for lang in summary["valid_thresholds"]:
+        in_valid |= valid_split_members(summary, lang, used)
+    return np.sort(used[~in_valid])
+
+
+def sample(indices, n, seed, split):
+    if len(indices) <= n:
+        return np.asarray(indices)
+    return np.sort(rng_for(seed, TASK, split).choice(indices, size=n, replace=False))
+
+
+def probe_triples(args):
+    """{split: list of (head, relation, tail)} of the sampled triples."""
+    triples = pq.read_table(existing_table(args.tables, TRIPLES_FILE), columns=list(TRIPLE_COLUMNS))
+    held = read_heldout_triples(args.sentences).column("triple_index").to_numpy()
+    chosen = {USED: sample(used_triples(args.sentences, args.data), args.triples_per_split, args.sample_seed, USED),
+              HELD_OUT: sample(np.unique(held), args.triples_per_split, args.sample_seed, HELD_OUT)}
+    probes = {}
+    for split, index in chosen.items():
+        rows = triples.take(pa.array(index, pa.int64()))
+        probes[split] = list(zip(*(rows.column(c).to_pylist() for c in TRIPLE_COLUMNS)))
+        logger.info("%s triples: %d probed", split, len(probes[split]))
+    return probes
+
+
+def queries(triples, lang, names, mask, skipped, split):
+    """(template with the [Y] slot, accepted answers) per triple that has its three labels in ``lang``."""
+    out = []
+    for head, relation, tail in triples:
+        labels = [names.label(entity, lang) for entity in (head, relation, tail)]
+        if not all(labels):
+            skipped[(split, lang)] += 1
+            continue
+        answers = {normalise(a) for a in [labels[2], *names.aliases(tail, lang)]}
+        out.append((f"{labels[0]} {mask} {labels[1]} {mask} {SLOT} .", answers))
+    return out
+
+
+def best_fills(model, tokenizer, templates, max_masks, decoding, batch_size):
+    """Per template, the decoded text of the best-scoring number of masks (xfactr's rule: mean log-probability,
+    fewer masks on ties)."""
+    sentences = [(t.replace(SLOT, " ".join([tokenizer.mask_token] * m)), i) for i, t in enumerate(templates)
+                 for m in range(1, max_masks + 1)]
+    best = {}
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start:start + batch_size]
+        decoded = decode(model, tokenizer, [s for s, _ in chunk], decoding, keep_masks=LINK_MASKS)
+        for (_, i), (ids, score) in zip(chunk, decoded):
+            if i not in best or score > best[i][0]:
+                best[i] = (score, ids)
+    return [tokenizer.decode(best[i][1], skip_special_tokens=True) for i in range(len(templates))]
+
+
+def evaluate(spec, probes, names, languages, args):
+    tokenizer = common.load_tokenizer(spec.path)
+    if tokenizer.mask_token is None:
+        raise UserFacingError(f"{spec.path}: the tokenizer has no mask token")
+    model = common.load_model("AutoModelForMaskedLM", spec.path).to(common.device()).eval()
+    scores, skipped = [], Counter()
+    for split, triples in probes.items():
+        for lang in languages:
+            probe = queries(triples, lang, names, tokenizer.mask_token, skipped, split)
+            if not probe:
+                continue
+            predictions = best_fills(model, tokenizer, [t for t, _ in probe], args.max_masks, args.decoding,
+                                     args.batch_size)
+            correct = sum(normalise(p) in answers for p, (_, answers) in zip(predictions, probe))
+            scores.append(common.Score(TASK, spec.name, lang, f"{split} top-1", 100.0 * correct / len(probe),
+                                       len(probe)))
+            logger.info("%s %s %s: %d/%d right", spec.name, split, lang, correct, len(probe))
+    if skipped:
+        logger.info("not probed (a label missing in the language): %s",
+                    ", ".join(f"{split} {lang} {n}" for (split, lang), n in sorted(skipped.items())))
+    return scores
+
+
+def run(args):
+    if args.max_masks < 1 or args.triples_per_split < 1:
+        raise UserFacingError("--max-masks and --triples-per-split must be at least 1")
+    languages = resolve_languages(args.languages, args.tables)
+    probes = probe_triples(args)
+    ids = {entity for triples in probes.values() for triple in triples for entity in triple}
+    names = LabelTable(args.tables, languages, ids=ids, with_aliases=True)
+    scores = common.evaluate_models(args.model, lambda spec: evaluate(spec, probes, names, languages, args))
+    if not scores:
+        raise UserFacingError("no triple could be probed in any language: check --languages and the tables")
+    print(common.write_results(scores, args.output))
+    return 0

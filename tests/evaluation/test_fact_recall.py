@@ -1,0 +1,123 @@
+"""kmlm-eval fact-recall: used vs held-out triples of a data build, the valid split left out, xfactr's decoding."""
+import csv
+import json
+
+import pytest
+import torch
+
+from kmlm_eval import cli, fact_recall
+from preprocess.core.binarized_output import valid_split_members
+from preprocess.core.formats.heldout_triples import read_heldout_triples
+from tests.conftest import run_stage
+from tests.preprocess.test_sentences import entity, write_tables
+
+CITIES = {"Q1": ("Paris", "Paris"), "Q2": ("Berlin", "Berlin"), "Q3": ("Rome", "Rom"), "Q4": ("Madrid", "Madrid"),
+          "Q5": ("Tokyo", "Tokio"), "Q6": ("Seoul", "Seoul"), "Q7": ("Beijing", "Peking"), "Q8": ("Warsaw", "Warschau")}
+COUNTRIES = {"Q11": ("France", "Frankreich"), "Q12": ("Germany", "Deutschland"), "Q13": ("Italy", "Italien"),
+             "Q14": ("Spain", "Spanien"), "Q15": ("Japan", "Japan"), "Q16": ("Korea", None), "Q17": ("China", "China"),
+             "Q18": ("Poland", "Polen")}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """tables -> sentences (30% of the pairs held out) -> spm -> binarize (a large valid split)."""
+    root = tmp_path_factory.mktemp("build")
+    entities = [entity(q, {"en": en, "de": de}, {"en": [f"{en} City"]}) for q, (en, de) in CITIES.items()]
+    entities += [entity(q, {"en": en, "de": de}) for q, (en, de) in COUNTRIES.items()]
+    entities += [entity("P1", {"en": "capital of", "de": "Hauptstadt von"}),
+                 entity("P2", {"en": "country", "de": "Staat"})]
+    triples = [(c, "P1", k) for c, k in zip(CITIES, COUNTRIES)] + [(c, "P2", k) for c, k in zip(CITIES, COUNTRIES)]
+    triples += [(c, "P2", k) for c, k in zip(list(CITIES)[1:], list(COUNTRIES)[:-1])]
+    tables = write_tables(root / "tables", entities, triples)
+    run_stage("sentences", "--input", tables, "--output", root / "sentences", "--languages", "en,de",
+              "--holdout-triples", 0.3, "--seed", 3)
+    run_stage("spm", "-o", root / "data", "--sentences", root / "sentences", "--vocab-size", 80,
+              "--character-coverage", 1.0)
+    run_stage("binarize", "--sentences", root / "sentences", "-o", root / "data", "--valid-fraction", 0.3,
+              "--workers", 1, "--seed", 3)
+    return root, triples
+
+
+def test_used_triples_leave_out_the_valid_split_as_binarize_wrote_it(build):
+    root, triples = build
+    summary = json.loads((root / "data" / "knowledge" / "summary.json").read_text())
+    held = set(read_heldout_triples(root / "sentences").column("triple_index").to_pylist())
+    used = set(fact_recall.used_triples(root / "sentences", root / "data").tolist())
+    rendered = set(range(len(triples))) - held
+    in_valid = rendered - used
+    assert held and used and in_valid and not used & held
+    # binarize wrote 2 samples (code-switched + alias) per triple in de: its valid count is 2 x the triples left out
+    assert summary["datasets"]["de/valid"]["samples"] == 2 * len(in_valid)
+    assert summary["datasets"]["de/train"]["samples"] == 2 * len(used)
+    assert set(valid_split_members(summary, "de", sorted(rendered)).nonzero()[0]) == {
+        sorted(rendered).index(i) for i in in_valid}
+
+
+def test_best_fills_match_an_independent_decoding(tiny_models):
+    import transformers
+
+    path = tiny_models[0]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModelForMaskedLM.from_pretrained(path).eval()
+    templates = ["Paris <mask> capital of <mask> [Y] .", "Rom <mask> Hauptstadt von <mask> [Y] ."]
+    got = fact_recall.best_fills(model, tokenizer, templates, max_masks=3, decoding="independent", batch_size=2)
+    special = sorted(set(tokenizer.all_special_ids))
+    for template, prediction in zip(templates, got):
+        best = None
+        for m in range(1, 4):  # m masks for the tail; the two link masks stay masks and are not predicted
+            ids = tokenizer(template.replace("[Y]", " ".join(["<mask>"] * m)), return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                logprobs = model(input_ids=ids).logits[0].log_softmax(-1)
+            logprobs[:, special] = float("-inf")
+            positions = (ids[0] == tokenizer.mask_token_id).nonzero().flatten()[2:]
+            score, tokens = logprobs[positions].max(-1)
+            if best is None or score.mean() > best[0]:
+                best = (score.mean(), tokens.tolist())
+        assert prediction == tokenizer.decode(best[1], skip_special_tokens=True)
+
+
+def test_fact_recall_scores_used_and_held_out_per_language(build, tiny_models, tmp_path, monkeypatch):
+    root, triples = build
+    out = tmp_path / "out"
+    args = ["fact-recall", "--model", f"tiny={tiny_models[0]}", "--tables", str(root / "tables"), "--sentences",
+            str(root / "sentences"), "--data", str(root / "data"), "--output", str(out), "--max-masks", "2"]
+    assert cli.main(args) == 0
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    held = read_heldout_triples(root / "sentences").column("triple_index").to_pylist()
+    used = fact_recall.used_triples(root / "sentences", root / "data").tolist()
+    korea = {i for i, (_, _, tail) in enumerate(triples) if tail == "Q16"}  # no German label: not probed in de
+    expected = {("used top-1", "en"): len(used), ("used top-1", "de"): len(set(used) - korea),
+                ("held-out top-1", "en"): len(held), ("held-out top-1", "de"): len(set(held) - korea)}
+    assert {(r["metric"], r["lang"]): int(r["count"]) for r in rows if r["lang"] != "avg"} == expected
+
+    # the scoring rule: right iff the normalised prediction is the tail's label (or alias) in the language; an
+    # oracle answers the capital-of queries (one tail per head) in odd case and spacing, and the others wrongly
+    capital = {(CITIES[c][i], lang): COUNTRIES[k][i] for c, k in zip(CITIES, COUNTRIES)
+               for i, lang in enumerate(("en", "de"))}
+
+    def oracle(model, tokenizer, templates, max_masks, decoding, batch_size):
+        lang = "de" if "Hauptstadt" in templates[0] or "Staat" in templates[0] else "en"
+        return [f"  {capital[(t.split(' <mask>')[0], lang)].upper()} " if ("capital" in t or "Hauptstadt" in t)
+                else "nothing" for t in templates]
+
+    monkeypatch.setattr(fact_recall, "best_fills", oracle)
+    assert cli.main(args) == 0
+    scores = {(r["metric"], r["lang"]): float(r["value"]) for r in csv.DictReader(open(out / "results.csv"))}
+    for (metric, lang), count in expected.items():
+        split = used if metric.startswith("used") else held
+        probed = [i for i in split if lang == "en" or i not in korea]
+        right = sum(triples[i][1] == "P1" for i in probed)
+        assert scores[(metric, lang)] == pytest.approx(100.0 * right / len(probed), abs=1e-4)  # csv: 4 decimals
+    assert 0 < scores[("used top-1", "en")] < 100
+
+
+def test_fact_recall_needs_the_valid_thresholds(build, tiny_models, tmp_path, caplog):
+    root, _ = build
+    data = tmp_path / "data" / "knowledge"
+    data.mkdir(parents=True)
+    summary = json.loads((root / "data" / "knowledge" / "summary.json").read_text())
+    del summary["valid_thresholds"]
+    (data / "summary.json").write_text(json.dumps(summary))
+    assert cli.main(["fact-recall", "--model", str(tiny_models[0]), "--tables", str(root / "tables"), "--sentences",
+                     str(root / "sentences"), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "o")]) == 2
+    assert "has no valid_thresholds: re-run binarize" in caplog.text
