@@ -1,4 +1,5 @@
 """A stage's fingerprint: its arguments, its inputs' fingerprints, its external files and its code."""
+import functools
 import hashlib
 import importlib
 import json
@@ -48,6 +49,7 @@ def module_sources(*module_names):
     return sources
 
 
+@functools.lru_cache(maxsize=None)  # importlib.metadata.packages_distributions() takes ~1 s: once per process
 def installed_version(package):
     """The version of the distribution that provides ``import package`` (fairseq comes as fairseq-fixed)."""
     names = importlib.metadata.packages_distributions().get(package, [package])
