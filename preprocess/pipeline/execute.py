@@ -18,6 +18,7 @@ from preprocess.pipeline.fingerprint import (
     stale_reason,
     write_marker,
 )
+from preprocess.pipeline.parallel import run_concurrently
 from preprocess.pipeline.plan import (
     LOCK_FILE,
     NO_MARKER,
@@ -171,9 +172,10 @@ def execute(args):
     return run_plan(steps, workdir, set(args.force), args.dry_run)
 
 
-def run_plan(steps, workdir, forced=(), dry_run=False, what="pipeline", before_running=None):
-    """Plan ``steps`` in WORKDIR and (unless ``dry_run``) run those not up to date, in order, under the WORKDIR
-    lock; ``before_running(plan)`` may check the plan first. Returns [(stage, "run" | "skip", reason)]."""
+def run_plan(steps, workdir, forced=(), dry_run=False, what="pipeline", before_running=None, jobs=1):
+    """Plan ``steps`` in WORKDIR and (unless ``dry_run``) run those not up to date, in order (``jobs`` > 1: that
+    many at once, each after the steps it reads: preprocess.pipeline.parallel), under the WORKDIR lock;
+    ``before_running(plan)`` may check the plan first. Returns [(stage, "run" | "skip", reason)]."""
     lock = None if dry_run else lock_workdir(workdir)
     try:
         plan = make_plan(steps, workdir, set(forced))
@@ -191,8 +193,10 @@ def run_plan(steps, workdir, forced=(), dry_run=False, what="pipeline", before_r
             if reason and dry_run:
                 print("  python -m", *step.command()[2:],
                       " ".join(fill_placeholders(a, workdir) for a in step.argv + step.first_launch_argv))
-            elif reason:
+            elif reason and jobs == 1:
                 run_step(step, record, workdir)
+        if jobs > 1 and not dry_run:
+            run_concurrently([(step, record) for step, record, reason in plan if reason], workdir, jobs, run_step)
     finally:
         if lock:
             lock.close()

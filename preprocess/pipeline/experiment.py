@@ -1,6 +1,7 @@
-"""``kmlm-preprocess experiment FILE.yaml -o OUT [--quick] [--dry-run] [--force STEP] [--set KEY=VALUE]``: a declared
-set of runs (one shared data build, arms x seeds of training from one common start, evaluations, a comparison),
-run Make-like by the pipeline driver: every step is a pipeline step with a completion marker and a fingerprint.
+"""``kmlm-preprocess experiment FILE.yaml -o OUT [--quick] [--jobs N] [--dry-run] [--force STEP] [--set K=V]``:
+a declared set of runs (one shared data build, arms x seeds of training from one common start, evaluations, a
+comparison), run Make-like by the pipeline driver: every step is a pipeline step with a completion marker and a
+fingerprint.
 
 The file (OmegaConf YAML; examples in run/experiments/)::
 
@@ -260,6 +261,9 @@ def add_arguments(parser):
     parser.add_argument("--force", action="append", default=[], metavar="STEP",
                         help="re-run STEP (e.g. kmlm.seed1.train) and what depends on it (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the commands, run nothing")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="steps run at once, each after the steps it reads (default: 1); on CPU with "
+                             "OMP_NUM_THREADS=1, one per core")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override a key of the file (OmegaConf dotlist), e.g. --set seeds=[1,2,3,4] (repeatable)")
 
@@ -268,8 +272,10 @@ def run(args):
     experiment = load_experiment(args.file, args.quick, args.overrides)
     workdir = args.output.resolve()
     steps = experiment_steps(experiment, workdir)
+    if args.jobs < 1:
+        raise UserFacingError(f"--jobs must be at least 1, got {args.jobs}")
     run_plan(steps, workdir, set(args.force), args.dry_run, what="experiment",
-             before_running=lambda plan: check_trainings(plan, workdir))
+             before_running=lambda plan: check_trainings(plan, workdir), jobs=args.jobs)
     if not args.dry_run:
         logger.info("comparison: %s", workdir / "comparison" / "results.md")
     return 0

@@ -5,11 +5,13 @@ import csv
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from preprocess import cli
+from preprocess.core.errors import UserFacingError
 from preprocess.pipeline import execute, experiment
 from preprocess.pipeline.fingerprint import write_marker
 from tests.conftest import REPO_ROOT, TEST_DATA
@@ -45,11 +47,21 @@ class FakeSteps:
     comparison step runs for real."""
 
     def __init__(self):
-        self.ran = []
+        self.ran, self.events, self.fail, self.delay = [], [], set(), 0.0
         self.real = execute.run_step
 
     def __call__(self, step, record, workdir):
         self.ran.append(step.stage)
+        self.events.append(("start", step.stage))
+        time.sleep(self.delay)
+        try:
+            self.make(step, record, workdir)
+        finally:
+            self.events.append(("end", step.stage))
+
+    def make(self, step, record, workdir):
+        if step.stage in self.fail:
+            raise UserFacingError(f"stage {step.stage} failed (exit status 1)")
         if step.stage == "compare":
             return self.real(step, record, workdir)
         for output in step.outputs:
@@ -140,6 +152,43 @@ def test_comparison_is_mean_sd_over_seeds_and_paired_differences(fake, declared,
     assert re.search(r"\| en \| [\d.]+ \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| \+[\d.]+ ± [\d.]+ \|", markdown)
     plot = out / "comparison" / "xlr_test_accuracy.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(xlr_test_accuracy.png)" in markdown
+
+
+def test_jobs_run_steps_at_once_each_after_what_it_reads(fake, declared, tmp_path):
+    sequential, parallel = tmp_path / "one", tmp_path / "two"
+    run(declared, sequential)
+    fake.ran.clear()
+    fake.events.clear()
+    fake.delay = 0.05
+    run(declared, parallel, "--jobs", "2")
+    steps = {s.stage: s for s in experiment.experiment_steps(experiment.load_experiment(declared), parallel)}
+    assert sorted(fake.ran) == sorted(steps)
+    ended, running, most = set(), set(), 0
+    for event, stage in fake.events:
+        if event == "start":
+            assert set(steps[stage].inputs) <= ended, f"{stage} started before its inputs ended"
+            running.add(stage)
+            most = max(most, len(running))
+        else:
+            running.discard(stage)
+            ended.add(stage)
+    assert most == 2
+    assert (parallel / "comparison" / "summary.csv").read_text() == (sequential / "comparison" /
+                                                                      "summary.csv").read_text()
+
+
+def test_a_failing_step_stops_what_reads_it_and_leaves_no_marker(fake, declared, tmp_path, caplog):
+    fake.fail = {"a.seed1.train"}
+    assert cli.main(["experiment", str(declared), "-o", str(tmp_path / "out"), "--jobs", "2"]) == 2
+    assert "stage a.seed1.train failed" in caplog.text
+    assert "a.seed1.export" not in fake.ran and "compare" not in fake.ran
+    assert not (tmp_path / "out" / "runs" / "a" / "seed1" / "checkpoints" / ".done.a.seed1.train.json").exists()
+    completed = set(fake.ran) - fake.fail
+    assert "start.train" in completed
+    fake.fail = set()
+    fake.ran.clear()
+    run(declared, tmp_path / "out")  # the next run does what is left, and only that
+    assert "a.seed1.train" in fake.ran and not completed & set(fake.ran)
 
 
 def test_quick_dry_run_and_the_steps_it_would_run(fake, declared, tmp_path, capsys):
