@@ -22,11 +22,15 @@ per mask, or ``confidence``); the m whose tokens have the best mean log-probabil
 Right when the decoded text, lower-cased with whitespace collapsed (kmlm_eval.xfactr.normalise), is the tail's L
 label or one of its L aliases.
 A triple whose head, relation or tail has no L label is not probed in L (counted in the log).
-Output: OUT/results.{csv,md}, metrics ``used top-1`` and ``held-out top-1`` (%) per language, count = triples
-probed.
+Also measured, since a small model's top-1 is often nothing at all (its argmax being a bare word-start piece):
+``<split> tail bits``, the gold tail's surprisal: the query with the tail's own number of masks, -log2 p of each
+tail token (masked at once), averaged over the tail's tokens, then over the triples (lower is better).
+Output: OUT/results.{csv,md}, metrics ``used top-1``, ``held-out top-1`` (%), ``used tail bits``, ``held-out tail
+bits`` per language, count = triples probed.
 """
 import json
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 
 from kmlm_eval import common
 from kmlm_eval.xfactr import decode, normalise
@@ -105,7 +110,8 @@ def probe_triples(args):
 
 
 def queries(triples, lang, names, mask, skipped, split):
-    """(template with the [Y] slot, accepted answers) per triple that has its three labels in ``lang``."""
+    """(template with the [Y] slot, accepted answers, the tail's label) per triple that has its three labels in
+    ``lang``."""
     out = []
     for head, relation, tail in triples:
         labels = [names.label(entity, lang) for entity in (head, relation, tail)]
@@ -113,7 +119,7 @@ def queries(triples, lang, names, mask, skipped, split):
             skipped[(split, lang)] += 1
             continue
         answers = {normalise(a) for a in [labels[2], *names.aliases(tail, lang)]}
-        out.append((f"{labels[0]} {mask} {labels[1]} {mask} {SLOT} .", answers))
+        out.append((f"{labels[0]} {mask} {labels[1]} {mask} {SLOT} .", answers, labels[2]))
     return out
 
 
@@ -132,6 +138,30 @@ def best_fills(model, tokenizer, templates, max_masks, decoding, batch_size):
     return [tokenizer.decode(best[i][1], skip_special_tokens=True) for i in range(len(templates))]
 
 
+@torch.inference_mode()
+def tail_bits(model, tokenizer, templates, tails, batch_size):
+    """Per template, the tail's mean surprisal in bits per token: the template filled with the tail, the tail's
+    tokens masked at once (the number of masks is the tail's own length), -mean log2 p(tail token)."""
+    bits = []
+    for start in range(0, len(templates), batch_size):
+        sentences = [t.replace(SLOT, tail) for t, tail in zip(templates[start:start + batch_size],
+                                                              tails[start:start + batch_size])]
+        enc = tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+        ids = enc["input_ids"]
+        masks = ids == tokenizer.mask_token_id
+        after_links = masks.cumsum(1) >= LINK_MASKS
+        last = enc["attention_mask"].sum(1, keepdim=True) - 1  # </s>; the final "." is just before it
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        tail = after_links & ~masks & (positions < last - 1)
+        masked = ids.masked_fill(tail, tokenizer.mask_token_id)
+        logits = model(**common.model_inputs({"input_ids": masked, "attention_mask": enc["attention_mask"]},
+                                             model)).logits.float().cpu()
+        gold = logits.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        per_row = (gold * tail).sum(1) / tail.sum(1).clamp(min=1)
+        bits += (-per_row / math.log(2)).tolist()
+    return bits
+
+
 def evaluate(spec, probes, names, languages, args):
     tokenizer = common.load_tokenizer(spec.path)
     if tokenizer.mask_token is None:
@@ -143,12 +173,15 @@ def evaluate(spec, probes, names, languages, args):
             probe = queries(triples, lang, names, tokenizer.mask_token, skipped, split)
             if not probe:
                 continue
-            predictions = best_fills(model, tokenizer, [t for t, _ in probe], args.max_masks, args.decoding,
+            predictions = best_fills(model, tokenizer, [t for t, _, _ in probe], args.max_masks, args.decoding,
                                      args.batch_size)
-            correct = sum(normalise(p) in answers for p, (_, answers) in zip(predictions, probe))
-            scores.append(common.Score(TASK, spec.name, lang, f"{split} top-1", 100.0 * correct / len(probe),
-                                       len(probe)))
-            logger.info("%s %s %s: %d/%d right", spec.name, split, lang, correct, len(probe))
+            correct = sum(normalise(p) in answers for p, (_, answers, _) in zip(predictions, probe))
+            bits = tail_bits(model, tokenizer, [t for t, _, _ in probe], [tail for _, _, tail in probe],
+                             args.batch_size)
+            scores += [common.Score(TASK, spec.name, lang, f"{split} top-1", 100.0 * correct / len(probe), len(probe)),
+                       common.Score(TASK, spec.name, lang, f"{split} tail bits", float(np.mean(bits)), len(probe))]
+            logger.info("%s %s %s: %d/%d right, tail %.3f bits/token", spec.name, split, lang, correct, len(probe),
+                        np.mean(bits))
     if skipped:
         logger.info("not probed (a label missing in the language): %s",
                     ", ".join(f"{split} {lang} {n}" for (split, lang), n in sorted(skipped.items())))

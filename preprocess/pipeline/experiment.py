@@ -10,8 +10,9 @@ The file (OmegaConf YAML; examples in run/experiments/)::
                   ``set: [sentences.holdout-triples=0.1]`` -> ``--set ...``); relative paths are relative to the
                   repository root; ``${oc.env:KMLM_SHARED_DATA,../shared/data}``-style interpolations work
     train:        Hydra overrides appended to EVERY training below (the scale: model=tiny run=cpu ...)
-    start:        optional, the common start: {config, overrides}; trained once (seed: the data seed), and every
-                  arm's first launch is initialised from its checkpoint_last.pt (+init=pretrained)
+    start:        optional, the common start: {config, overrides, evaluate (default true)}; trained once (seed:
+                  the data seed) and evaluated as a row of its own; every arm's first launch is initialised from
+                  its checkpoint_last.pt (+init=pretrained)
                   (or ``init: PATH``: a given checkpoint, e.g. XLM-R's model.pt, instead of a start training)
     arms:         {name: {config, overrides}}: a training config of configs/ and its Hydra overrides
     arm_overrides: Hydra overrides of every arm (not of the start), e.g. the number of updates
@@ -215,8 +216,9 @@ def experiment_steps(experiment, workdir):
                                 (*shared, *start.get("overrides", []), f"common.seed={seed}"), data_inputs, init,
                                 experiment))
         steps.append(export_step("start", "runs/start"))
-        steps += evaluation_steps("start", "start", seed, "runs/start", experiment, data_inputs)
-        runs.append(("start", seed, "runs/start"))
+        if start.get("evaluate", True):
+            steps += evaluation_steps("start", "start", seed, "runs/start", experiment, data_inputs)
+            runs.append(("start", seed, "runs/start"))
         init = (f"{WORKDIR}/runs/start/checkpoints/checkpoint_last.pt", ("start.train",))
     for arm, spec in experiment["arms"].items():
         for seed in experiment["seeds"]:
