@@ -52,7 +52,7 @@ from preprocess.core.seeds import rng_for
 logger = logging.getLogger(__name__)
 TASK = "fact-recall"
 USED, HELD_OUT = "used", "held-out"
-SLOT = "[Y]"
+SLOT, END = "[Y]", " ."  # a query ends as binarize renders a sentence: the tail, then " ."
 LINK_MASKS = 2  # h <mask> r <mask>: given as in pretraining, never filled
 
 
@@ -119,7 +119,7 @@ def queries(triples, lang, names, mask, skipped, split):
             skipped[(split, lang)] += 1
             continue
         answers = {normalise(a) for a in [labels[2], *names.aliases(tail, lang)]}
-        out.append((f"{labels[0]} {mask} {labels[1]} {mask} {SLOT} .", answers, labels[2]))
+        out.append((f"{labels[0]} {mask} {labels[1]} {mask} {SLOT}{END}", answers, labels[2]))
     return out
 
 
@@ -140,9 +140,10 @@ def best_fills(model, tokenizer, templates, max_masks, decoding, batch_size):
 
 @torch.inference_mode()
 def tail_bits(model, tokenizer, templates, tails, batch_size):
-    """Per template, the tail's mean surprisal in bits per token: the template filled with the tail, the tail's
-    tokens masked at once (the number of masks is the tail's own length), -mean log2 p(tail token)."""
+    """Per template (ending with [Y] END), the tail's mean surprisal in bits per token: the template filled with
+    the tail, the tail's tokens masked at once (as many masks as the tail has tokens), -mean log2 p(tail token)."""
     bits = []
+    end = len(tokenizer(END, add_special_tokens=False)["input_ids"])  # the tokens after the tail, then </s>
     for start in range(0, len(templates), batch_size):
         sentences = [t.replace(SLOT, tail) for t, tail in zip(templates[start:start + batch_size],
                                                               tails[start:start + batch_size])]
@@ -150,9 +151,9 @@ def tail_bits(model, tokenizer, templates, tails, batch_size):
         ids = enc["input_ids"]
         masks = ids == tokenizer.mask_token_id
         after_links = masks.cumsum(1) >= LINK_MASKS
-        last = enc["attention_mask"].sum(1, keepdim=True) - 1  # </s>; the final "." is just before it
+        last = enc["attention_mask"].sum(1, keepdim=True) - 1  # </s>
         positions = torch.arange(ids.shape[1]).unsqueeze(0)
-        tail = after_links & ~masks & (positions < last - 1)
+        tail = after_links & ~masks & (positions < last - end)
         masked = ids.masked_fill(tail, tokenizer.mask_token_id)
         logits = model(**common.model_inputs({"input_ids": masked, "attention_mask": enc["attention_mask"]},
                                              model)).logits.float().cpu()

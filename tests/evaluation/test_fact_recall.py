@@ -2,6 +2,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,6 +77,27 @@ def test_best_fills_match_an_independent_decoding(tiny_models):
         assert prediction == tokenizer.decode(best[1], skip_special_tokens=True)
 
 
+def test_tail_bits_match_an_independent_computation(tiny_models):
+    import transformers
+
+    path = tiny_models[0]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModelForMaskedLM.from_pretrained(path).eval()
+    templates = ["Paris <mask> capital of <mask> [Y] .", "Rom <mask> Hauptstadt von <mask> [Y] ."]
+    tails = ["France", "Italien Republik"]
+    got = fact_recall.tail_bits(model, tokenizer, templates, tails, batch_size=2)
+    for template, tail, bits in zip(templates, tails, got):
+        head = tokenizer(template.split(" [Y]")[0], add_special_tokens=False)["input_ids"]
+        tail_ids = tokenizer(" " + tail, add_special_tokens=False)["input_ids"]
+        full = tokenizer(template.replace("[Y]", tail))["input_ids"]
+        assert full[1:1 + len(head)] == head and full[1 + len(head):1 + len(head) + len(tail_ids)] == tail_ids
+        masked = full[:1 + len(head)] + [tokenizer.mask_token_id] * len(tail_ids) + full[1 + len(head) + len(tail_ids):]
+        with torch.no_grad():
+            logprobs = model(input_ids=torch.tensor([masked])).logits[0].log_softmax(-1)
+        expected = -np.mean([logprobs[1 + len(head) + i, t].item() for i, t in enumerate(tail_ids)]) / np.log(2)
+        assert bits == pytest.approx(expected, rel=1e-5)
+
+
 def test_fact_recall_scores_used_and_held_out_per_language(build, tiny_models, tmp_path, monkeypatch):
     root, triples = build
     out = tmp_path / "out"
@@ -88,7 +110,8 @@ def test_fact_recall_scores_used_and_held_out_per_language(build, tiny_models, t
     korea = {i for i, (_, _, tail) in enumerate(triples) if tail == "Q16"}  # no German label: not probed in de
     expected = {("used top-1", "en"): len(used), ("used top-1", "de"): len(set(used) - korea),
                 ("held-out top-1", "en"): len(held), ("held-out top-1", "de"): len(set(held) - korea)}
-    assert {(r["metric"], r["lang"]): int(r["count"]) for r in rows if r["lang"] != "avg"} == expected
+    counts = {(r["metric"], r["lang"]): int(r["count"]) for r in rows if r["lang"] != "avg"}
+    assert counts == {**expected, **{(m.replace("top-1", "tail bits"), lang): n for (m, lang), n in expected.items()}}
 
     # the scoring rule: right iff the normalised prediction is the tail's label (or alias) in the language; an
     # oracle answers the capital-of queries (one tail per head) in odd case and spacing, and the others wrongly
