@@ -6,7 +6,8 @@ it, with the Hydra OVERRIDEs; default kmlm_r_base: the KMLM_R masking rules) on 
 and streams trained the checkpoint: a model trained on plain text alone still gets a knowledge and a reasoning
 loss, and KMLM's model is scored with KMLM_R's reasoning masks. Only the checkpoint's weights and architecture are
 read. Masks are a function of (``--seed``, stream, index), as in fairseq's own validation with ``common.seed``:
-models given the same seed are scored on the same masked tokens (a paired comparison). Eval mode (no dropout).
+models given the same seed are scored on the same masked tokens (a paired comparison). Eval mode (no dropout), on
+the GPU when there is one.
 Output: OUT/results.{csv,md} in kmlm-eval's layout (kmlm_eval/common.py): task ``valid-loss``, metrics
 ``<stream>_loss`` in bits per predicted token as fairseq logs them, per language (and ``avg``, their unweighted
 mean), count = predicted tokens. The log gives each loss over all languages' tokens (sum of value x count / sum of
@@ -26,7 +27,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
 import kmlm_fairseq  # noqa: F401  (registers the tasks, criterion and architecture)
-from fairseq import checkpoint_utils, tasks
+from fairseq import checkpoint_utils, tasks, utils
 from fairseq.dataclass.initialize import add_defaults, hydra_init
 from fairseq.dataclass.utils import omegaconf_no_object_check
 from kmlm_eval.common import Score, write_results
@@ -86,10 +87,12 @@ def stream_sums(task, model, criterion, batch_size):
     iterator = task.get_batch_iterator(dataset, max_sentences=batch_size, epoch=1).next_epoch_itr(shuffle=False)
     sums = defaultdict(lambda: [0.0, 0])
     for sample in iterator:
+        if torch.cuda.is_available():
+            sample = utils.move_to_cuda(sample)
         for stream, batch in sample.items():
-            langs = lang_of[stream][batch["id"].numpy()]
+            langs = lang_of[stream][batch["id"].cpu().numpy()]
             for lang in np.unique(langs):
-                rows = torch.from_numpy(np.flatnonzero(langs == lang))
+                rows = torch.from_numpy(np.flatnonzero(langs == lang)).to(batch["target"].device)
                 sub = {"net_input": {k: v[rows] for k, v in batch["net_input"].items()},
                        "target": batch["target"][rows]}
                 loss, predicted, _ = criterion.stream_loss(model, sub)
@@ -122,6 +125,8 @@ def validate(args):
     torch.manual_seed(args.seed)
     task = tasks.setup_task(cfg.task)
     model, updates = load_model(args.checkpoint, task)
+    if torch.cuda.is_available():
+        model.cuda()
     criterion = task.build_criterion(cfg.criterion)
     results = scores(stream_sums(task, model, criterion, args.batch_size or cfg.dataset.batch_size),
                      args.name or Path(args.checkpoint).parent.name)

@@ -10,11 +10,14 @@ The file (OmegaConf YAML; examples in run/experiments/)::
                   ``set: [sentences.holdout-triples=0.1]`` -> ``--set ...``); relative paths are relative to the
                   repository root; ``${oc.env:KMLM_SHARED_DATA,../shared/data}``-style interpolations work
     train:        Hydra overrides appended to EVERY training below (the scale: model=tiny run=cpu ...)
+    init:         optional, a checkpoint every first launch starts from (+init=pretrained), e.g. XLM-R's model.pt
+    baselines:    optional, {name: HF_DIR}: models evaluated as they are, per seed (e.g. XLM-R base exported with
+                  kmlm-export hf); no valid-loss (it needs a fairseq checkpoint)
     start:        optional, the common start: {config, overrides, evaluate (default true)}; trained once (seed:
                   the data seed) and evaluated as a row of its own; every arm's first launch is initialised from
                   its checkpoint_last.pt (+init=pretrained)
-                  (or ``init: PATH``: a given checkpoint, e.g. XLM-R's model.pt, instead of a start training)
-    arms:         {name: {config, overrides}}: a training config of configs/ and its Hydra overrides
+    arms:         {name: {config, overrides}}: a training config of configs/ and its Hydra overrides; from the
+                  start's checkpoint if there is a start, else from init
     arm_overrides: Hydra overrides of every arm (not of the start), e.g. the number of updates
     seeds:        [1, 2, 3]: common.seed of each arm's run (masks, data order, dropout); {SEED} in evaluations
     launcher:     local (default: fairseq-hydra-train here) or slurm (run/slurm/train.sbatch through `sbatch
@@ -27,11 +30,12 @@ The file (OmegaConf YAML; examples in run/experiments/)::
     quick:        a mapping merged over the file with --quick (lists replace), e.g. {seeds: [1], ...}
 
 Layout of OUT: the data build as the pipeline lays it out (tables/ sentences/ ... data/), runs/start/,
-runs/<arm>/seed<k>/{checkpoints,hf,eval/<name>}/, comparison/ (results.md, summary.csv, differences.csv, PNGs).
-Step names: data stages by their name; ``start.train``, ``<arm>.seed<k>.train|export|<evaluation>``,
-``compare``. A second invocation with the same file skips every step; an added seed or arm adds only its own
-steps (and the comparison); a changed setting re-runs what depends on it. ``--set KEY=VALUE`` overrides the file
-(OmegaConf dotlist: ``--set seeds=[1,2,3,4]``).
+runs/<arm>/seed<k>/{checkpoints,hf,eval/<name>}/ (baselines: eval/ only), comparison/ (results.md, summary.csv,
+differences.csv, PNGs). Step names: data stages by their name; ``start.train``,
+``<arm>.seed<k>.train|export|<evaluation>``, ``<baseline>.seed<k>.<evaluation>``, ``compare``. A second
+invocation with the same file skips every step; an added seed or arm adds only its own steps (and the
+comparison); a changed setting re-runs what depends on it. ``--set KEY=VALUE`` overrides the file (OmegaConf
+dotlist: ``--set seeds=[1,2,3,4]``).
 """
 import argparse
 import logging
@@ -51,8 +55,8 @@ logger = logging.getLogger("kmlm-preprocess experiment")
 
 SEED = "{SEED}"
 VALID_LOSS = "valid-loss"
-KEYS = {"description", "data", "train", "start", "arms", "arm_overrides", "seeds", "launcher", "sbatch",
-        "evaluations", "compare", "quick"}
+KEYS = {"description", "data", "train", "init", "start", "baselines", "arms", "arm_overrides", "seeds", "launcher",
+        "sbatch", "evaluations", "compare", "quick"}
 PATH_OPTIONS = {"dump", "triples", "plain", "tokenizer"}
 NOT_IN_DATA = {"output", "o", "train", "init", "eval", "force", "dry_run"}
 NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -93,9 +97,14 @@ def check_experiment(experiment, path):
             raise UserFacingError(f"{path}: arm name {name!r}: letters, digits, _ and - only (not 'start')")
         if not isinstance(arm, dict) or not arm.get("config"):
             raise UserFacingError(f"{path}: arm {name} needs a config (a name in configs/)")
+    runs = [*experiment["arms"], *(experiment.get("baselines") or {}), *(["start"] if experiment.get("start") else [])]
+    for name in experiment.get("baselines") or {}:
+        if not NAME.fullmatch(name) or name in experiment["arms"] or name == "start":
+            raise UserFacingError(f"{path}: baseline name {name!r}: letters, digits, _ and -, not an arm's or 'start'")
     for a, b in experiment.get("compare") or []:
-        if {a, b} - set(experiment["arms"]) - {"start"}:
-            raise UserFacingError(f"{path}: compare [{a}, {b}]: both must be arms ({', '.join(experiment['arms'])})")
+        if {a, b} - set(runs):
+            raise UserFacingError(f"{path}: compare [{a}, {b}]: both must be arms, baselines or start "
+                                  f"({', '.join(runs)})")
     for name, evaluation in (experiment.get("evaluations") or {}).items():
         if not NAME.fullmatch(name) or not isinstance(evaluation, dict) or not evaluation.get("task"):
             raise UserFacingError(f"{path}: evaluation {name!r} needs a task (valid-loss or a kmlm-eval task)")
@@ -174,22 +183,29 @@ def export_step(name, directory):
                 code_packages=("transformers", "torch"), description=f"{name}: checkpoint_last.pt -> Hugging Face")
 
 
-def evaluation_steps(name, arm, seed, directory, experiment, data_inputs):
+def evaluation_steps(name, arm, seed, directory, experiment, data_inputs, model_dir=None):
+    """The evaluations of one run: of its exported model, or of a given Hugging Face model (a baseline: no
+    valid-loss, which needs a fairseq checkpoint)."""
     steps = []
+    hf = model_dir or f"{WORKDIR}/{directory}/hf"
+    model_input = dict(inputs=data_inputs, external=tuple(str(p) for p in sorted(Path(model_dir).rglob("*"))
+                                                          if p.is_file())) if model_dir else \
+        dict(inputs=(f"{name}.export", *data_inputs))
     for evaluation, spec in (experiment.get("evaluations") or {}).items():
         out = f"{directory}/eval/{evaluation}"
         args = tuple(str(a).replace(SEED, str(seed)) for a in spec.get("args", []))
         common = dict(stage=f"{name}.{evaluation}", directory=out, outputs=(f"{out}/results.csv",),
                       code_packages=("transformers", "torch"), description=f"{name}: {evaluation}")
+        if spec["task"] == VALID_LOSS and model_dir:
+            continue
         if spec["task"] == VALID_LOSS:
             steps.append(Step(**common, argv=(f"{WORKDIR}/{directory}/checkpoints/checkpoint_last.pt", "--data",
                                               f"{WORKDIR}/data", "--output", f"{WORKDIR}/{out}", "--name", arm, *args),
                               inputs=(f"{name}.train", *data_inputs), entry=("kmlm_fairseq.validate",),
                               code_modules=("kmlm_fairseq.validate",), code_files=("configs/**/*.yaml",)))
         else:
-            steps.append(Step(**common, argv=("--model", f"{arm}={WORKDIR}/{directory}/hf", "--output",
-                                              f"{WORKDIR}/{out}", *args),
-                              inputs=(f"{name}.export", *data_inputs), entry=("kmlm_eval.cli", spec["task"]),
+            steps.append(Step(**common, **model_input, argv=("--model", f"{arm}={hf}", "--output", f"{WORKDIR}/{out}",
+                                                             *args), entry=("kmlm_eval.cli", spec["task"]),
                               code_modules=("kmlm_eval.cli", f"kmlm_eval.{spec['task'].replace('-', '_')}")))
     return steps
 
@@ -220,6 +236,14 @@ def experiment_steps(experiment, workdir):
             steps += evaluation_steps("start", "start", seed, "runs/start", experiment, data_inputs)
             runs.append(("start", seed, "runs/start"))
         init = (f"{WORKDIR}/runs/start/checkpoints/checkpoint_last.pt", ("start.train",))
+    for name, model_dir in (experiment.get("baselines") or {}).items():
+        if not Path(repo_path(model_dir)).is_dir():
+            raise UserFacingError(f"baseline {name}: {model_dir} is not a Hugging Face model directory")
+        for seed in experiment["seeds"]:
+            directory = run_directory(name, seed)
+            steps += evaluation_steps(run_name(name, seed), name, seed, directory, experiment, data_inputs,
+                                      model_dir=repo_path(model_dir))
+            runs.append((name, seed, directory))
     for arm, spec in experiment["arms"].items():
         for seed in experiment["seeds"]:
             name, directory = run_name(arm, seed), run_directory(arm, seed)
@@ -233,7 +257,8 @@ def experiment_steps(experiment, workdir):
                                                                                     or {})]
     pairs = [f"{a}:{b}" for a, b in experiment.get("compare") or []]
     steps.append(Step("compare", "comparison",
-                      ("--output", f"{WORKDIR}/comparison", "--arms", *experiment["arms"],
+                      ("--output", f"{WORKDIR}/comparison", "--arms", *(experiment.get("baselines") or {}),
+                       *experiment["arms"],
                        *(("--pairs", *pairs) if pairs else ()),
                        "--runs", *(f"{arm}:{seed}:{WORKDIR}/{directory}" for arm, seed, directory in runs)),
                       inputs=tuple(evaluations), outputs=("comparison/results.md",),

@@ -247,3 +247,49 @@ def EXPERIMENT_FILE(tmp_path, extra):
     path = tmp_path / "exp.yaml"
     path.write_text(EXPERIMENT + extra)
     return path
+
+
+XFACTR = REPO_ROOT.parent / "shared" / "data" / "xfactr"
+
+
+@pytest.mark.skipif(not (XFACTR / "mTRExf").is_dir(), reason=f"X-FACTR data not found at {XFACTR}")
+def test_the_shipped_cpu_ablation_declares_the_papers_arms(tmp_path):
+    path = REPO_ROOT / "run" / "experiments" / "cpu_ablation.yaml"
+    for quick, seeds, updates in ((False, (1, 2, 3), 600), (True, (1,), 200)):
+        spec = experiment.load_experiment(path, quick=quick)
+        steps = {s.stage: s for s in experiment.experiment_steps(spec, tmp_path)}
+        assert steps["import-triples"].argv[:2] == ("--triples", *[str(p) for p in sorted(
+            (XFACTR / "mTRExf" / "sub").glob("*.jsonl"))][:1])
+        trains = {name: s for name, s in steps.items() if name.endswith(".train") and name != "start.train"}
+        assert set(trains) == {f"{arm}.seed{seed}.train" for arm in ("mlm", "kmlm", "kmlm_r") for seed in seeds}
+        for name, step in trains.items():
+            config = step.argv[step.argv.index("--config-name") + 1]
+            assert config == {"mlm": "kmlm_r_base", "kmlm": "kmlm_base", "kmlm_r": "kmlm_r_base"}[name.split(".")[0]]
+            assert ("task.streams='plain'" in step.argv) == name.startswith("mlm.")
+            assert f"optimization.max_update={updates}" in step.argv and "model=tiny" in step.argv
+            assert step.first_launch_argv[1].endswith("runs/start/checkpoints/checkpoint_last.pt")
+        assert ("start.xlr" in steps) == (not quick)
+
+
+def test_the_shipped_gpu_ablation_sends_trainings_to_train_sbatch(tmp_path):
+    tokenizer, hf, dump = tmp_path / "xlmr.base", tmp_path / "xlmr_hf", tmp_path / "dump.json"
+    for directory in (tokenizer, hf):
+        directory.mkdir()
+        (directory / "dict.txt").write_text("a 1\n")
+    dump.write_text("")
+    spec = experiment.load_experiment(REPO_ROOT / "run" / "experiments" / "paper_ablation_gpu.yaml", overrides=[
+        f"data.tokenizer={tokenizer}", f"baselines.xlmr_base={hf}", f"data.dump=[{dump}]", "data.plain=null",
+        f"init={tokenizer}/model.pt"])
+    steps = {s.stage: s for s in experiment.experiment_steps(spec, tmp_path / "out")}
+    for arm, config in (("kmlm", "kmlm_base"), ("kmlm_r", "kmlm_r_base")):
+        train = steps[f"{arm}.seed1.train"]
+        assert train.entry == ("preprocess.pipeline.sbatch",)
+        assert train.argv[:8] == ("--nodes=4", "--ntasks-per-node=8", "--gpus-per-node=8", "--time=24:00:00", "--",
+                                  config, "{WORKDIR}/data", f"{{WORKDIR}}/runs/{arm}/seed1/checkpoints")
+        assert train.argv[8] == f"{tokenizer}/model.pt"
+    assert {"xlmr_base.seed1.xlr", "xlmr_base.seed1.ner", "xlmr_base.seed1.relx"} <= set(steps)
+    assert "xlmr_base.seed1.valid-loss" not in steps and "kmlm.seed1.valid-loss" in steps
+    assert steps["xlmr_base.seed1.xlr"].argv[:2] == ("--model", f"xlmr_base={hf}")
+    compare = steps["compare"].argv
+    assert compare[compare.index("--pairs") + 1:compare.index("--runs")] == (
+        "xlmr_base:kmlm", "kmlm:kmlm_r", "xlmr_base:kmlm_r")
