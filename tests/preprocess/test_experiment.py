@@ -293,3 +293,14 @@ def test_the_shipped_gpu_ablation_sends_trainings_to_train_sbatch(tmp_path):
     compare = steps["compare"].argv
     assert compare[compare.index("--pairs") + 1:compare.index("--runs")] == (
         "xlmr_base:kmlm", "kmlm:kmlm_r", "xlmr_base:kmlm_r")
+
+
+def test_an_arm_whose_overrides_do_not_compose_stops_the_run_before_anything_runs(declared, tmp_path, monkeypatch,
+                                                                                   caplog):
+    steps = FakeSteps()
+    monkeypatch.setattr(execute, "run_step", steps)  # the composition check is the real one (Hydra, --cfg job)
+    declared.write_text(EXPERIMENT.replace("b: {config: tiny_cpu}", "b: {config: tiny_cpu, overrides: [task.nosuch=1]}")
+                        .replace("start: {config: kmlm_r_base, overrides: [\"task.streams='plain'\"]}\n", ""))
+    assert cli.main(["experiment", str(declared), "-o", str(tmp_path / "out"), "--set", "seeds=[1]"]) == 2
+    assert "b.seed1.train config with the experiment's overrides does not compose" in caplog.text
+    assert "task.nosuch" in caplog.text and steps.ran == []
