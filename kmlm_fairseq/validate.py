@@ -8,15 +8,19 @@ loss, and KMLM's model is scored with KMLM_R's reasoning masks. Only the checkpo
 read. Masks are a function of (``--seed``, stream, index), as in fairseq's own validation with ``common.seed``:
 models given the same seed are scored on the same masked tokens (a paired comparison). Eval mode (no dropout), on
 the GPU when there is one.
-Output: OUT/results.{csv,md} in kmlm-eval's layout (kmlm_eval/common.py): task ``valid-loss``, metrics
+Output: OUT/results.csv in kmlm-eval's layout (kmlm_eval/common.py, written here: the plugin does not import the
+evaluation) and OUT/results.md (languages down, losses across): task ``valid-loss``, metrics
 ``<stream>_loss`` in bits per predicted token as fairseq logs them, per language (and ``avg``, their unweighted
 mean), count = predicted tokens. The log gives each loss over all languages' tokens (sum of value x count / sum of
 count): with the same seed, the value fairseq's own validation logs.
 """
 import argparse
+import csv
+import io
 import logging
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +34,15 @@ import kmlm_fairseq  # noqa: F401  (registers the tasks, criterion and architect
 from fairseq import checkpoint_utils, tasks, utils
 from fairseq.dataclass.initialize import add_defaults, hydra_init
 from fairseq.dataclass.utils import omegaconf_no_object_check
-from kmlm_eval.common import Score, write_results
 from kmlm_fairseq.data.binarized_streams import STREAMS, stream_languages
 from preprocess.core.console import run_command
 from preprocess.core.errors import UserFacingError
+from preprocess.core.io import write_text
 
 logger = logging.getLogger("kmlm_fairseq.validate")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASK = "valid-loss"
+RESULTS_COLUMNS = ("task", "model", "lang", "metric", "value", "count")
 SPLIT = "valid"
 
 
@@ -101,10 +106,40 @@ def stream_sums(task, model, criterion, batch_size):
     return sums
 
 
+@dataclass(frozen=True)
+class Score:  # a row of kmlm-eval's results.csv (kmlm_eval/common.py; the plugin does not import the evaluation)
+    task: str
+    model: str
+    lang: str
+    metric: str
+    value: float
+    count: int
+
+
 def scores(sums, model_name):
     """Per stream and language, the mean loss in bits (fairseq's log unit)."""
     return [Score(TASK, model_name, lang, f"{stream}_loss", loss / predicted / np.log(2), predicted)
             for (stream, lang), (loss, predicted) in sorted(sums.items()) if predicted]
+
+
+def write_results(results, output):
+    """results.csv in kmlm-eval's layout, with the ``avg`` row per metric (mean over languages); returns a table."""
+    metrics = list(dict.fromkeys(s.metric for s in results))
+    rows = list(results) + [Score(TASK, results[0].model, "avg", metric, float(np.mean(
+        [s.value for s in results if s.metric == metric])), sum(s.count for s in results if s.metric == metric))
+        for metric in metrics]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULTS_COLUMNS)
+    writer.writerows([s.task, s.model, s.lang, s.metric, f"{s.value:.4f}", s.count] for s in rows)
+    write_text(buffer.getvalue(), Path(output) / "results.csv")
+    languages = list(dict.fromkeys(s.lang for s in rows))
+    value = {(s.lang, s.metric): s.value for s in rows}
+    table = ["| lang | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    table += ["| " + " | ".join([lang] + [f"{value[(lang, m)]:.3f}" if (lang, m) in value else "–" for m in metrics])
+              + " |" for lang in languages]
+    write_text("\n".join(table) + "\n", Path(output) / "results.md")
+    return "\n".join(table)
 
 
 def pooled(results):

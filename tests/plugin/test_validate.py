@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from kmlm_fairseq.data.toy_corpus import write_toy_corpus
-from kmlm_fairseq.validate import pooled
-from kmlm_eval.common import Score
+from kmlm_fairseq.validate import Score, pooled
 from tests.conftest import REPO_ROOT
 from tests.plugin.test_kmlm_training import SIZES, hydra_train
 
