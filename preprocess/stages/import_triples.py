@@ -347,7 +347,8 @@ def import_triples(triple_paths, name_files, output, languages=None, rule="first
             entity_writer.write(batch)
         for batch in triples.to_batches():
             triple_writer.write(batch)
-    counts.update({"triples written": triples.num_rows, "entities": len(items), "relations": len(relations)})
+    # named as ingest_summary.json names them: the report checks the tables against "items", "properties", "triples"
+    counts.update({"triples": triples.num_rows, "items": len(items), "properties": len(relations)})
     summary = write_stage_summary(output, STAGE, counts, languages=list(languages), label_rule=rule,
                                   outputs=[str(output / ENTITIES_FILE), str(output / TRIPLES_FILE)])
     logger.info("wrote %s and %s: %s", output / ENTITIES_FILE, output / TRIPLES_FILE,

@@ -49,8 +49,8 @@ def test_xfactr_facts_and_sorted_alias_lists(tmp_path, bundled_tables):
     assert "7.5" in paris["aliases_fr"] and "Paris" not in paris["aliases_fr"]
     assert rows["P36"]["label_fr"] == "capitale" and rows["P1376"]["label_en"] == "capital of"  # bundled tables
     counts = read_stage_summary(out, "import-triples")["counts"]
-    assert counts["triples read"] == counts["triples written"] == len(facts) == 2000
-    assert counts["entities"] == len({f[k] for f in facts for k in ("sub_uri", "obj_uri")})
+    assert counts["triples read"] == counts["triples"] == len(facts) == 2000
+    assert counts["items"] == len({f[k] for f in facts for k in ("sub_uri", "obj_uri")}) and counts["properties"] == 2
     assert counts["names en: ids in no triple (not kept)"] > 0
     labels = LabelTable(out, ("en", "fr"), with_aliases=True)  # what the later stages read
     assert labels.label("Q142", "en") == "France"
