@@ -5,10 +5,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess.core.binarized_output import held_out_hash, held_out_salt
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.heldout_triples import read_heldout_triples
 from preprocess.core.formats.stage_summary import read_stage_summary
+from preprocess.core.seeds import held_out_hash, held_out_salt
 from tests.conftest import run_stage
 from tests.preprocess.test_sentences import binomial_tolerance, labelled, write_tables
 

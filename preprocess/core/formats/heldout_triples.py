@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.core.binarized_output import held_out_hash, held_out_salt
 from preprocess.core.cycle_triples import edge_key
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import write_parquet
+from preprocess.core.seeds import held_out_hash, held_out_salt
 
 HELDOUT_TRIPLES_FILE = "heldout_triples.parquet"
 
