@@ -34,9 +34,9 @@ language alike: a group goes to ``valid`` when hash(seed, triple_index / cycle_i
 threshold is set from all rows of the dataset (a first pass over the two key columns, bounded memory) so that
 ``valid`` holds ``round(--valid-fraction x samples)`` samples, at least 1 and at most ``--valid-max``, less the
 part of a group that would cross that size (but at least one group). It depends only on the seed and the input
-rows: not on ``--workers``, ``--chunk-size`` or ``--part``. The summary records the thresholds (``valid_thresholds``), so
-``preprocess.core.binarized_output.valid_split_members`` tells which groups went to valid (fact recall leaves
-them out of its "used" triples).
+rows: not on ``--workers``, ``--chunk-size`` or ``--part``. The summary records the thresholds
+(``valid_thresholds``), so ``preprocess.core.binarized_output.valid_split_members`` tells which groups went to
+valid (fact recall leaves them out of its "used" triples).
 
 Scale. Rows are read in chunks of ``--chunk-size``; ``--workers`` processes encode chunks (all mention texts of a
 chunk deduplicated and batch-encoded, then assembled with NumPy gathers); the main process writes results in chunk
