@@ -4,6 +4,7 @@ train on English, keep the checkpoint best on the English dev set, mean ± std o
 
     kmlm-eval xlr     multiple-choice reasoning (the paper's XLR), accuracy per language
     kmlm-eval xfactr  zero-shot factual probing (X-FACTR), accuracy per language and relation
+    kmlm-eval fact-recall  h <mask> r <mask> ? on used and held-out triples of a data build, top-1 per language
     kmlm-eval ner     named entities (CoNLL-02/03, PAN-X), F1 per language
     kmlm-eval relx    relation classification (KBP-37 -> RELX), F1 and accuracy per language
     kmlm-eval xnli    natural language inference (XNLI), accuracy per language
@@ -27,6 +28,8 @@ from preprocess.core.errors import UserFacingError
 TASKS = {
     "xlr": ("kmlm_eval.xlr", "XLR multiple choice: fine-tune on English, accuracy per language"),
     "xfactr": ("kmlm_eval.xfactr", "X-FACTR zero-shot factual probing: accuracy per language and relation"),
+    "fact-recall": ("kmlm_eval.fact_recall", "recall of the pretraining data's triples and of held-out ones, per "
+                                             "language"),
     "ner": ("kmlm_eval.ner", "NER (CoNLL-02/03, PAN-X): fine-tune on English, F1 per language"),
     "relx": ("kmlm_eval.relx", "RELX relation classification: fine-tune on KBP-37, F1 per language"),
     "xnli": ("kmlm_eval.pairs", "XNLI: fine-tune on English (MultiNLI), accuracy per language"),

@@ -249,19 +249,22 @@ class Filled:
 
 
 @torch.inference_mode()
-def decode_batch(model, input_ids, attention_mask, mask_id, decoding, max_iter):
-    """probe.py ``iter_decode_beam_search`` with beam 1 -> (filled ids, chosen log-probabilities), (B, L) each."""
+def decode_batch(model, input_ids, attention_mask, mask_id, decoding, max_iter, keep_masks=0):
+    """probe.py ``iter_decode_beam_search`` with beam 1 -> (filled ids, chosen log-probabilities, positions filled),
+    (B, L) each. The first ``keep_masks`` masks of each row stay masks, never predicted (fact recall's link masks of
+    ``h <mask> r <mask> t .``); X-FACTR's own queries keep none."""
     tokens = input_ids.clone()
     masks = tokens == mask_id
+    masks &= masks.cumsum(1) > keep_masks
     logprob = torch.zeros(tokens.shape, dtype=torch.float32, device=tokens.device)
     passes = 1 if decoding == "independent" else max_iter
     for step in range(passes):
         inputs = tokens.clone()
         if step > 0:  # rows without a mask left: mask their least confident filled token again
-            done = ~(inputs == mask_id).any(1)
+            done = ~((inputs == mask_id) & masks).any(1)
             worst = logprob.masked_fill(~masks, float("inf")).argmin(1)
             inputs[done, worst[done]] = mask_id
-        current = inputs == mask_id
+        current = (inputs == mask_id) & masks
         logits = model(input_ids=inputs, attention_mask=attention_mask).logits
         best_logprob, best = logits.float().log_softmax(-1).max(-1)
         if decoding == "independent":
@@ -279,9 +282,9 @@ def decode_batch(model, input_ids, attention_mask, mask_id, decoding, max_iter):
     return tokens, logprob, masks
 
 
-def fill_masks(model, tokenizer, sentences, decoding="independent", max_iter=10, batch_size=64):
-    """Fill the mask tokens of each sentence; -> ``[Filled]`` in sentence order (one tokenizer call; batches of
-    similar length)."""
+def fill_masks(model, tokenizer, sentences, decoding="independent", max_iter=10, batch_size=64, keep_masks=0):
+    """Fill the mask tokens of each sentence but its first ``keep_masks``; -> ``[Filled]`` in sentence order (one
+    tokenizer call; batches of similar length)."""
     examples = batching.encode(tokenizer, sentences, truncation=True)
     device = next(model.parameters()).device
     model.eval()
@@ -290,7 +293,7 @@ def fill_masks(model, tokenizer, sentences, decoding="independent", max_iter=10,
                         leave=False, disable=len(examples) <= batch_size):
         batch = batching.to_device(batching.collate([examples[i] for i in indices], tokenizer.pad_token_id), device)
         tokens, logprob, masks = decode_batch(model, batch["input_ids"], batch["attention_mask"],
-                                              tokenizer.mask_token_id, decoding, max_iter)
+                                              tokenizer.mask_token_id, decoding, max_iter, keep_masks)
         for row, index in enumerate(indices):
             out[index] = Filled(tokens[row][masks[row]].tolist(), logprob[row][masks[row]].tolist())
     return out
@@ -305,12 +308,13 @@ class Prediction:
 
 
 def probe_clozes(model, tokenizer, clozes, max_masks=5, decoding="independent", max_iter=10, length_norm=False,
-                 batch_size=64, slot="[Y]"):
+                 batch_size=64, slot="[Y]", keep_masks=0):
     """One Prediction per cloze (a sentence with ``slot``): the slot becomes 1..max_masks masks, each decoded; the
-    candidate with the highest summed (``length_norm``: mean) log-probability wins, the fewest masks on ties."""
+    candidate with the highest summed (``length_norm``: mean) log-probability wins, the fewest masks on ties.
+    ``keep_masks``: masks of the cloze itself before the slot that stay masks (``decode_batch``)."""
     sentences = [cloze.replace(slot, " ".join([tokenizer.mask_token] * m))
                  for cloze in clozes for m in range(1, max_masks + 1)]
-    filled = fill_masks(model, tokenizer, sentences, decoding, max_iter, batch_size)
+    filled = fill_masks(model, tokenizer, sentences, decoding, max_iter, batch_size, keep_masks)
     predictions = []
     for i in range(len(clozes)):
         candidates = filled[i * max_masks:(i + 1) * max_masks]

@@ -13,7 +13,9 @@ from preprocess.stages import STAGES
 
 PIPELINE = ("preprocess.pipeline.command",
             "run the stages in order (data, then optionally train, export, eval), skipping those up to date")
-COMMANDS = {**STAGES, "pipeline": PIPELINE}
+EXPERIMENT = ("preprocess.pipeline.experiment",
+              "a declared experiment (YAML): one data build, arms x seeds from a common start, evaluations, comparison")
+COMMANDS = {**STAGES, "pipeline": PIPELINE, "experiment": EXPERIMENT}
 
 
 def build_parser(stages=COMMANDS):

@@ -14,31 +14,22 @@ from preprocess.core.formats.indexed import (
     VALID,
     ShardedSplitWriter,
 )
-from preprocess.core.seeds import rng_for
+from preprocess.core.seeds import held_out_hash, held_out_salt
 from preprocess.core.tokenizers.install import add_tokenizer_arguments
 from preprocess.core.workers import default_workers
 
 logger = logging.getLogger(__name__)
 
 
-def mix64(x):
-    """splitmix64's finaliser on uint64 arrays: a well-mixed hash of integer keys (wrapping arithmetic)."""
-    x = np.asarray(x).astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def held_out_salt(seed, what):
-    return np.uint64(rng_for(seed, "valid split", what).integers(1 << 63))
-
-
-def held_out_hash(keys, salt):
-    """uint64 hash of int64 group keys; a group is held out when its hash is below its dataset's threshold."""
-    return mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ salt)
+def valid_split_members(summary, keys):
+    """Which group keys (triple_index of knowledge, cycle_id of reasoning samples) binarize put into the valid split,
+    from the kind's ``summary.json``: the same hash and threshold as the split itself. The threshold is one for all
+    languages of the kind (``HeldOutPlanner.shared_threshold``), so a group is valid in every language or in none."""
+    threshold = summary.get("valid_threshold")
+    if threshold is None:
+        raise UserFacingError(f"the {summary.get('kind')} summary has no valid_threshold: re-run binarize")
+    salt = held_out_salt(summary["settings"]["seed"], summary["kind"])
+    return held_out_hash(keys, salt) < np.uint64(threshold)
 
 
 class HeldOutPlanner:

@@ -42,8 +42,14 @@ logger = logging.getLogger("kmlm-preprocess pipeline")
 
 def add_arguments(parser):
     run = parser.add_argument_group("the run")
-    run.add_argument("--dump", nargs="+", required=True, metavar="FILE",
-                     help="Wikidata JSON dump(s) (.json, .json.gz, .json.bz2), read in this order")
+    run.add_argument("--dump", nargs="+", metavar="FILE",
+                     help="Wikidata JSON dump(s) (.json, .json.gz, .json.bz2), read in this order; with --triples "
+                          "they only give the relations' labels and the descriptions")
+    run.add_argument("--triples", nargs="+", metavar="PATH",
+                     help="instead of a dump: triple files (Wikidata5M, X-FACTR *.jsonl) or directories, read by "
+                          "import-triples with --names (e.g. --set import-triples.label-rule=closest-to-english)")
+    run.add_argument("--names", nargs="+", default=[], metavar="LANG=FILE",
+                     help="name files of the --triples' entities and relations, per language")
     run.add_argument("-o", "--output", required=True, metavar="WORKDIR", help="directory of every stage's outputs")
     run.add_argument("--seed", type=int, default=1, help="seed of every seeded stage (default: 1)")
     run.add_argument("--languages", help="languages of ingest, sentences, xlr, reasoning and descriptions, "

@@ -22,6 +22,7 @@ from preprocess.pipeline.fingerprint import (
     stale_reason,
     write_marker,
 )
+from preprocess.pipeline.parallel import run_concurrently
 from preprocess.pipeline.plan import (
     LOCK_FILE,
     NO_MARKER,
@@ -177,10 +178,19 @@ def execute(args):
     workdir = Path(args.output).resolve()
     steps = build_steps(args)
     check_hydra_overrides(steps, args.overrides, workdir)
-    lock = None if args.dry_run else lock_workdir(workdir)
+    return run_plan(steps, workdir, set(args.force), args.dry_run)
+
+
+def run_plan(steps, workdir, forced=(), dry_run=False, what="pipeline", before_running=None, jobs=1):
+    """Plan ``steps`` in WORKDIR and (unless ``dry_run``) run those not up to date, in order (``jobs`` > 1: that
+    many at once, each after the steps it reads: preprocess.pipeline.parallel), under the WORKDIR lock;
+    ``before_running(plan)`` may check the plan first. Returns [(stage, "run" | "skip", reason)]."""
+    lock = None if dry_run else lock_workdir(workdir)
     try:
-        plan = make_plan(steps, workdir, set(args.force))
-        if not args.dry_run:  # first, so a run killed anywhere leaves no marker of a stage now stale
+        plan = make_plan(steps, workdir, set(forced))
+        if before_running and not dry_run:
+            before_running(plan)
+        if not dry_run:  # first, so a run killed anywhere leaves no marker of a stage now stale
             for step, _, reason in plan:
                 if reason:
                     step.marker(workdir).unlink(missing_ok=True)
@@ -189,17 +199,19 @@ def execute(args):
         for step, record, reason in plan:
             logger.info("%s: %s", step.stage, f"run (reason: {reason}): {step.about()}" if reason
                         else "skip (up to date)")
-            if reason and args.dry_run:
+            if reason and dry_run:
                 print("  python -m", *step.command()[2:],
                       " ".join(fill_placeholders(a, workdir) for a in step.argv + step.first_launch_argv))
-            elif reason:
+            elif reason and jobs == 1:
                 run_step(step, record, workdir)
+        if jobs > 1 and not dry_run:
+            run_concurrently([(step, record) for step, record, reason in plan if reason], workdir, jobs, run_step)
     finally:
         if lock:
             lock.close()
     ran = [step.stage for step, _, reason in plan if reason]
-    logger.info("pipeline: %s %d stage(s)%s, skipped %d (up to date); outputs in %s",
-                "would run" if args.dry_run else "ran", len(ran), f" ({', '.join(ran)})" if ran else "",
+    logger.info("%s: %s %d stage(s)%s, skipped %d (up to date); outputs in %s", what,
+                "would run" if dry_run else "ran", len(ran), f" ({', '.join(ran)})" if ran else "",
                 len(plan) - len(ran), workdir)
     return [(step.stage, "run" if reason else "skip", reason) for step, _, reason in plan]
 
@@ -209,11 +221,14 @@ def check_hydra_overrides(steps, overrides, workdir):
     does not exist or a value of the wrong type stops the run before the data stages, with Hydra's message."""
     for step in steps:
         if step.hydra_overrides and any(o.startswith(f"{step.stage}.") for o in overrides):
-            check = subprocess.run(step.command() + resolve_argv(step.argv, workdir) + ["--cfg", "job"],
-                                   env={**stage_environment(), "PYTHONWARNINGS": "ignore"}, capture_output=True,
-                                   text=True)
-            if check.returncode != 0:
-                message = [line for line in check.stderr.splitlines() if line.strip() and
-                           not re.match(r"(DEBUG|INFO|WARNING):|Set the environment variable HYDRA_FULL_ERROR", line)]
-                raise UserFacingError(f"the {step.stage} config with its --set overrides does not compose:\n"
-                                      + "\n".join(message))
+            check_composes(step, workdir, "its --set overrides")
+
+
+def check_composes(step, workdir, what):
+    """Compose the step's Hydra config (``--cfg job``); a UserFacingError with Hydra's message if it does not."""
+    check = subprocess.run(step.command() + resolve_argv(step.argv, workdir) + ["--cfg", "job"],
+                           env={**stage_environment(), "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True)
+    if check.returncode != 0:
+        message = [line for line in check.stderr.splitlines() if line.strip() and
+                   not re.match(r"(DEBUG|INFO|WARNING):|Set the environment variable HYDRA_FULL_ERROR", line)]
+        raise UserFacingError(f"the {step.stage} config with {what} does not compose:\n" + "\n".join(message))

@@ -1,4 +1,5 @@
 """A stage's fingerprint: its arguments, its inputs' fingerprints, its external files and its code."""
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -9,6 +10,8 @@ from preprocess.core.errors import UserFacingError
 from preprocess.core.io import write_text
 from preprocess.pipeline.plan import NO_MARKER, REPO_ROOT
 
+
+@functools.lru_cache(maxsize=None)  # importlib.metadata.packages_distributions() takes ~1 s: once per process
 def installed_version(package):
     """The version of the distribution that provides ``import package`` (fairseq comes as fairseq-fixed)."""
     names = importlib.metadata.packages_distributions().get(package, [package])

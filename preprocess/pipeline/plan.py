@@ -92,38 +92,71 @@ def plain_file(spec):
     return "", Path(spec).resolve()
 
 
+def table_steps(args, langs, workers):
+    """The steps that make WORKDIR/tables: ingest of --dump, or import-triples of --triples and --names (the dumps,
+    if given too, are then ingested into WORKDIR/wikidata for the relations' labels and the descriptions); returns
+    (steps, the stage making the tables, the directory holding descriptions)."""
+    W = WORKDIR
+    dumps = tuple(str(Path(d).resolve()) for d in args.dump or ())
+    if not (dumps or args.triples):
+        raise UserFacingError("nothing to read: pass --dump (Wikidata JSON dumps) or --triples (+ --names)")
+    if not args.triples:
+        if args.names:
+            raise UserFacingError("--names goes with --triples (the name files of the imported triples)")
+        return [Step("ingest", "tables", ("--input", *dumps, "--output", f"{W}/tables", *langs, *workers),
+                     external=dumps, outputs=("tables/entities.parquet", "tables/triples.parquet"))], "ingest", "tables"
+    from preprocess.stages.import_triples import parse_names_option, triple_files
+
+    names = parse_names_option(args.names)
+    name_args = tuple(f"{lang}={Path(path).resolve()}" for lang, paths in names.items() for path in paths)
+    files = tuple(str(path.resolve()) for path in triple_files(args.triples))
+    steps = []
+    if dumps:
+        steps.append(Step("ingest", "wikidata", ("--input", *dumps, "--output", f"{W}/wikidata", *langs, *workers),
+                          external=dumps, outputs=("wikidata/entities.parquet",),
+                          description="Wikidata dump -> the relations' labels (and descriptions) for import-triples"))
+    steps.append(Step("import-triples", "tables",
+                      ("--triples", *files, *(("--names", *name_args) if name_args else ()), "--output", f"{W}/tables",
+                       *langs, *(("--relation-labels", f"{W}/wikidata") if dumps else ())),
+                      inputs=("ingest",) if dumps else (),
+                      external=files + tuple(arg.partition("=")[2] for arg in name_args),
+                      outputs=("tables/entities.parquet", "tables/triples.parquet")))
+    return steps, "import-triples", "wikidata" if dumps else None
+
+
 def build_steps(args):
     """The run's steps, in pipeline order."""
     W = WORKDIR
     seed = ("--seed", str(args.seed))
     langs = optional("--languages", args.languages and ",".join(parse_languages(args.languages)))
     workers = optional("--workers", args.workers)
-    dumps = tuple(str(Path(d).resolve()) for d in args.dump)
-    steps = [
-        Step("ingest", "tables", ("--input", *dumps, "--output", f"{W}/tables", *langs, *workers),
-             external=dumps, outputs=("tables/entities.parquet", "tables/triples.parquet")),
+    steps, tables, described = table_steps(args, langs, workers)
+    steps += [
         Step("sentences", "sentences", ("--input", f"{W}/tables", "--output", f"{W}/sentences", *seed, *langs),
-             inputs=("ingest",), outputs=("sentences/sentences.parquet",)),
+             inputs=(tables,), outputs=("sentences/sentences.parquet", "sentences/heldout_triples.parquet")),
         Step("cycles", "cycles", ("--input", f"{W}/tables", "--output", f"{W}/cycles", *seed),
-             inputs=("ingest",), outputs=("cycles/cycles.parquet",)),
+             inputs=(tables,), outputs=("cycles/cycles.parquet",)),
         Step("xlr", "xlr", ("--input", f"{W}/tables", "--cycles", f"{W}/cycles", "--output", f"{W}/xlr", *seed,
                             *xlr_size_arguments(args.xlr_sizes), *langs),
-             inputs=("ingest", "cycles"), outputs=("xlr/heldout_cycles.parquet", "xlr/train.en.jsonl")),
+             inputs=(tables, "cycles"), outputs=("xlr/heldout_cycles.parquet", "xlr/train.en.jsonl")),
         Step("reasoning", "reasoning", ("--input", f"{W}/tables", "--cycles", f"{W}/cycles", "--output",
                                         f"{W}/reasoning", *seed, "--exclude", f"{W}/xlr/heldout_cycles.parquet",
-                                        *langs),
-             inputs=("ingest", "cycles", "xlr"), outputs=("reasoning/reasoning.parquet",)),
+                                        "--exclude-triples", f"{W}/sentences/heldout_triples.parquet", *langs),
+             inputs=(tables, "cycles", "xlr", "sentences"), outputs=("reasoning/reasoning.parquet",)),
         Step("check-leakage", "reasoning", ("--xlr", f"{W}/xlr", "--reasoning", f"{W}/reasoning"),
              inputs=("xlr", "reasoning"), owns_directory=False),
         Step("report", "report", ("--tables", f"{W}/tables", "--sentences", f"{W}/sentences", "--cycles",
                                   f"{W}/cycles", "--reasoning", f"{W}/reasoning", "--xlr", f"{W}/xlr",
                                   "--output", f"{W}/report", *seed),
-             inputs=("ingest", "sentences", "cycles", "reasoning", "xlr"), outputs=("report/report.md",)),
+             inputs=(tables, "sentences", "cycles", "reasoning", "xlr"), outputs=("report/report.md",)),
     ]
     plain_args, plain_inputs, plain_external = (), (), ()
     if args.plain_text_from_descriptions:
-        steps.append(Step("descriptions", "plain_text", ("--input", f"{W}/tables", "--output", f"{W}/plain_text",
-                                                         *langs),
+        if described is None:
+            raise UserFacingError("--plain-text-from-descriptions with --triples needs --dump: imported tables have "
+                                  "no descriptions (the dump's entities give them)")
+        steps.append(Step("descriptions", "plain_text", ("--input", f"{W}/{described}", "--output",
+                                                         f"{W}/plain_text", *langs),
                           inputs=("ingest",), outputs=("plain_text",)))
         plain_args, plain_inputs = (f"{W}/plain_text/*.txt",), ("descriptions",)
     elif args.plain:

@@ -8,6 +8,8 @@ the README's stage table follows it (tests/test_architecture.py checks both).
 STAGES = {
     "ingest": ("preprocess.stages.ingest", "Wikidata JSON dump -> entities.parquet + triples.parquet"),
     "merge": ("preprocess.stages.merge", "merge the shards of `ingest --shard I/N` into one pair of tables"),
+    "import-triples": ("preprocess.stages.import_triples",
+                       "triple lists + name files (Wikidata5M, X-FACTR) -> entities.parquet + triples.parquet"),
     "sentences": ("preprocess.stages.sentences", "triples -> code-switched and alias-replaced knowledge sentences"),
     "cycles": ("preprocess.stages.cycles", "triples -> triangles and diamonds (length-4 cycles with a diagonal)"),
     "xlr": ("preprocess.stages.xlr", "cycles -> XLR multiple-choice train/dev/test splits"),

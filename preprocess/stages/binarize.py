@@ -41,7 +41,9 @@ far smaller than one capped by ``--valid-max`` (the summary lists every split's 
 no bound. The choice is a first pass over the key and language columns that keeps the ``--valid-max + 1`` smallest
 hashes per language (bounded memory). It counts every language of the input, those outside ``--languages`` too,
 so languages binarized in separate runs are split alike; it depends only on the seed and the input rows: not on
-``--languages``, ``--workers``, ``--chunk-size`` or ``--part``.
+``--languages``, ``--workers``, ``--chunk-size`` or ``--part``. The summary records the threshold
+(``valid_threshold``), so ``preprocess.core.binarized_output.valid_split_members`` tells which groups went to valid
+(fact recall leaves them out of its "used" triples).
 
 Scale. Rows are read in chunks of ``--chunk-size``; ``--workers`` processes encode chunks (all mention texts of a
 chunk deduplicated and batch-encoded, then assembled with NumPy gathers); the main process writes results in chunk
@@ -66,8 +68,6 @@ from preprocess.core.binarized_output import (
     HeldOutPlanner,
     add_output_arguments,
     check_scale_arguments,
-    held_out_hash,
-    held_out_salt,
     log_summary,
     output_root,
     start_output,
@@ -80,6 +80,7 @@ from preprocess.core.formats.sentences import SENTENCES_FILE, open_sentences
 from preprocess.core.formats.spans import SENTENCE_END
 from preprocess.core.io import write_text
 from preprocess.core.languages import PIVOT_LANGUAGE, parse_languages
+from preprocess.core.seeds import held_out_hash, held_out_salt
 from preprocess.core.span_tags import (
     HEAD,
     LINK,
@@ -395,6 +396,7 @@ def binarize_kind(kind, inputs, data_dir, tokenizer, max_length=128, languages=N
         "seconds": round(time.perf_counter() - started, 3),
         "counts": dict(sorted(counts.items())),
         "datasets": writers.close(),
+        "valid_threshold": int(threshold),
     }
     write_text(json.dumps(summary, indent=2) + "\n", root / SUMMARY_FILE)
     log_summary(kind, summary, root)

@@ -50,8 +50,6 @@ from preprocess.core.binarized_output import (
     HeldOutPlanner,
     add_output_arguments,
     check_scale_arguments,
-    held_out_hash,
-    held_out_salt,
     log_summary,
     output_root,
     start_output,
@@ -66,6 +64,7 @@ from preprocess.core.formats.indexed import (
     shard_name,
 )
 from preprocess.core.io import write_text
+from preprocess.core.seeds import held_out_hash, held_out_salt
 from preprocess.core.tokenizers.install import install_tokenizer
 from preprocess.core.workers import map_ordered
 

@@ -7,6 +7,8 @@ Input:
                 list<string>; see ``preprocess.core.cycle_triples``).
   ``--exclude`` optional Parquet file with columns ``kind``, ``nodes``: cycles held out of pretraining (the XLR
                 dev/test cycles, written by the ``xlr`` stage).
+  ``--exclude-triples``  optional ``heldout_triples.parquet`` (``sentences --holdout-triples``): triples held out
+                of pretraining for fact recall.
 Output: ``--output/reasoning.parquet``, one row per (cycle, language):
   ``spans``     list<struct<text, role, id, sentence, lang>>: head, relation, tail of each sentence in reading order
   ``cycle_id``  int64 (from cycles.parquet), ``kind`` "triangle" | "diamond", ``lang`` the sample's language
@@ -22,6 +24,8 @@ Rules (KMLM, docs/design.md §1):
   the other — the same cycle, a diamond around a held-out triangle, or a triangle inside a held-out diamond) is dropped
   and counted. That drops the held-out cycle itself and any diamond built around a held-out triangle. The test is
   on entity edges, whatever relations get chosen.
+- ``--exclude-triples``: a cycle with a held-out triple's entity pair as an edge is dropped and counted, whatever
+  relation that edge would get: no sample links the two entities.
 - A cycle with an edge that no triple links (cycles mined from other tables) is skipped and counted.
 
 Memory: only the triples on cycle edges and the entities of the cycles are loaded; cycles are processed in chunks
@@ -40,6 +44,7 @@ from preprocess.core.cycle_triples import DIAMOND, TRIANGLE, EdgeTriples, cycle_
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.cycles import CYCLE_SIZES, CYCLES_FILE, read_cycles
 from preprocess.core.formats.heldout_cycles import HeldOutCycles
+from preprocess.core.formats.heldout_triples import HeldOutPairs, read_heldout_triples
 from preprocess.core.formats.reasoning import REASONING_FILE, REASONING_SCHEMA
 from preprocess.core.formats.spans import ROLES, spans_array
 from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
@@ -103,7 +108,7 @@ class CycleLabels:
 
 
 # --- Choosing and rendering ---------------------------------------------------------------------------------------
-def choose_triples(cycles, edge_triples, held_out, seed, counts):
+def choose_triples(cycles, edge_triples, held_out, seed, counts, held_pairs=None):
     """For each usable cycle of a chunk: (position in chunk, its triples in sentence order)."""
     chosen = []
     for position, (cycle_id, kind, nodes) in enumerate(zip(*(cycles.column(c).to_pylist()
@@ -111,6 +116,9 @@ def choose_triples(cycles, edge_triples, held_out, seed, counts):
         counts[f"{kind}s read"] += 1
         if held_out is not None and held_out.shared_by(kind, nodes):
             counts[f"{kind}s excluded: share a held-out cycle"] += 1
+            continue
+        if held_pairs and held_pairs.touched_by(cycle_edges(kind, nodes)):
+            counts[f"{kind}s excluded: link a held-out triple's entities"] += 1
             continue
         try:
             chosen.append((position, edge_triples.choose(kind, nodes, rng_for(seed, "reasoning", cycle_id))))
@@ -167,10 +175,12 @@ def render_chunk(cycles, chosen, labels, counts):
     )
 
 
-def build_reasoning(tables_dir, cycles_dir, output_path, languages, seed, exclude=None, chunk_size=1 << 16):
+def build_reasoning(tables_dir, cycles_dir, output_path, languages, seed, exclude=None, chunk_size=1 << 16,
+                    exclude_triples=None):
     """Write ``output_path``; return the Counter of what was read, skipped and produced."""
     cycles = read_cycles(cycles_dir)
     held_out = HeldOutCycles.from_parquet(exclude) if exclude is not None else None
+    held_pairs = HeldOutPairs(read_heldout_triples(exclude_triples)) if exclude_triples is not None else None
     edge_triples, triples = triples_on_edges(tables_dir, cycle_pair_keys(cycles))
     needed_ids = pc.unique(pa.chunked_array(
         [pc.list_flatten(cycles.column("nodes")), triples.column("relation")],
@@ -181,12 +191,14 @@ def build_reasoning(tables_dir, cycles_dir, output_path, languages, seed, exclud
     counts = Counter()
     if held_out is not None:
         counts["held-out cycles"] = len(held_out)
+    if held_pairs is not None:
+        counts["held-out triples' entity pairs"] = len(held_pairs)
     with atomic_path(output_path) as tmp:
         writer = FixedGroupWriter(tmp, REASONING_SCHEMA)
         bar = tqdm(total=cycles.num_rows, unit="cycle", desc="reasoning", mininterval=2)
         for start in range(0, cycles.num_rows, chunk_size):
             chunk = cycles.slice(start, chunk_size)
-            chosen = choose_triples(chunk, edge_triples, held_out, seed, counts)
+            chosen = choose_triples(chunk, edge_triples, held_out, seed, counts, held_pairs)
             writer.write(render_chunk(chunk, chosen, labels, counts))
             bar.update(chunk.num_rows)
         bar.close()
@@ -205,6 +217,9 @@ def add_arguments(parser):
     parser.add_argument("--exclude", default=None, metavar="PATH",
                         help="Parquet file of held-out cycles (columns kind, nodes; e.g. the XLR dev/test cycles): "
                              "cycles covering one of them are dropped")
+    parser.add_argument("--exclude-triples", default=None, metavar="PATH",
+                        help="heldout_triples.parquet of `sentences --holdout-triples` (or its directory): cycles "
+                             "with a held-out triple's entity pair as an edge are dropped")
     parser.add_argument("--chunk-size", type=int, default=1 << 16,
                         help="cycles rendered at once (memory only: the output does not depend on it)")
 
@@ -215,7 +230,7 @@ def run(args):
     output_path = f"{args.output}/{REASONING_FILE}"
     summary_path(args.output, "reasoning").unlink(missing_ok=True)
     counts = build_reasoning(args.input, args.cycles, output_path, resolve_languages(args.languages, args.input),
-                             args.seed, args.exclude, args.chunk_size)
+                             args.seed, args.exclude, args.chunk_size, args.exclude_triples)
     write_stage_summary(args.output, "reasoning", counts)
     logger.info("wrote %s: %s", output_path, "; ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
     return 0

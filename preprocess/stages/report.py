@@ -9,7 +9,8 @@ directory (``--sentences``, ``--cycles`` and ``--reasoning`` also its Parquet fi
 through its format's reader (``open_...`` of the module named; preprocess/core/parquet_input.py), which checks the
 columns read, their types and the ids that must not be null: a wrong one is one line naming the file.
     --tables     entities.parquet (id, kind, label_L; aliases_L and description_L where the table has them) +
-                 triples.parquet (preprocess/core/formats/tables.py) + ingest_summary.json
+                 triples.parquet (preprocess/core/formats/tables.py) + ingest_summary.json (or
+                 import_triples_summary.json, where import-triples made the tables)
     --sentences  sentences.parquet (preprocess/core/formats/sentences.py) + sentences_summary.json
     --cycles     cycles.parquet + cycles_stats.json (preprocess/core/formats/cycles.py)
     --reasoning  reasoning.parquet (preprocess/core/formats/reasoning.py) + reasoning_summary.json
@@ -24,7 +25,7 @@ Output (each file written atomically; the same inputs and ``--seed`` give byte-i
 
 Where each number comes from. What a stage counts, the report reads from what that stage wrote
 (``<stage>_summary.json``: preprocess/core/formats/stage_summary.py); it never recounts a stage's output:
-    ingest_summary.json   entities.items, .properties; triples.triples
+    ingest_summary.json   entities.items, .properties; triples.triples (import_triples_summary.json alike)
     cycles_stats.json     graph (nodes, edges, self-loops, degree summary and power-of-two histogram derived from
                           the degree distribution, top hubs by degree; the plot's degree and triples-per-entity
                           distributions); cycles (per kind, the flat counts as "stats", entities in cycles, top hubs
@@ -291,16 +292,26 @@ def open_report_entities(tables_dir):
     return entities.require(entities_schema(languages), [c for c in optional if entities.has(c)]), languages
 
 
+def tables_stage(directory):
+    """The stage that made the tables in ``directory``: import-triples where its summary is there (and newer than an
+    ingest summary a run before it left), else ingest (and merge, which writes ingest's summary)."""
+    written = {stage: summary_path(directory, stage) for stage in ("ingest", "import-triples")}
+    written = {stage: path.stat().st_mtime_ns for stage, path in written.items() if path.is_file()}
+    return max(written, key=written.get) if written else "ingest"
+
+
 def read_tables(tables_dir):
-    """(entities ParquetInput, its languages, triples table, English labels, the ingest counts checked against the
-    tables)."""
+    """(entities ParquetInput, its languages, triples table, English labels, the counts of the stage that made the
+    tables -- ingest_summary.json, or import_triples_summary.json where import-triples made them -- checked against
+    the tables)."""
     entities, languages = open_report_entities(tables_dir)
     triples = open_triples(tables_dir).read()
-    summary, path = stage_summary(entities.path.parent, "ingest")
-    counts = {name: summary_count(summary, path, name, "ingest") for name in ("items", "properties", "triples")}
+    stage = tables_stage(entities.path.parent)
+    summary, path = stage_summary(entities.path.parent, stage)
+    counts = {name: summary_count(summary, path, name, stage) for name in ("items", "properties", "triples")}
     agree(path, f"entities ({counts['items']:,} items + {counts['properties']:,} properties) in {ENTITIES_FILE}",
-          counts["items"] + counts["properties"], entities.num_rows, "ingest")
-    agree(path, f"triples in {TRIPLES_FILE}", counts["triples"], triples.num_rows, "ingest")
+          counts["items"] + counts["properties"], entities.num_rows, stage)
+    agree(path, f"triples in {TRIPLES_FILE}", counts["triples"], triples.num_rows, stage)
     ids = entities.read(["id"]).column("id").combine_chunks()
     english = entities.read([label_column(PIVOT_LANGUAGE)]).column(0).combine_chunks() \
         if PIVOT_LANGUAGE in languages else None

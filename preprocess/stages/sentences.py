@@ -37,6 +37,11 @@ non-English language L of --languages:
   every sample starts from the English labels.
 - ``--sample-triples F`` keeps each triple with probability F, ``--max-triples N`` exactly N triples (uniformly
   among those with English labels): the paper drew 125M + 125M samples from ~20M triples x 9 languages.
+- ``--holdout-triples F`` (default 0) keeps a share F of the usable triples' entity pairs out of the samples, every
+  triple between the two entities with it, and writes them to ``--output/heldout_triples.parquet``
+  (``preprocess.core.formats.heldout_triples``; written empty without the option): fact recall then compares
+  memorised (used) with held-out triples, and ``reasoning --exclude-triples`` keeps their pairs out of the
+  reasoning samples. Sampling (``--sample-triples``/``--max-triples``) draws among the triples not held out.
 
 Randomness: every draw for a triple is a pure function of (seed, triple_index, L, variant, variant number), so the
 output does not depend on ``--chunk-size`` (an alias sample's language draw is the code-switched variant's, above).
@@ -51,6 +56,7 @@ import argparse
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +64,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from preprocess.core.errors import UserFacingError
+from preprocess.core.formats.heldout_triples import held_out_pairs, write_heldout_triples
 from preprocess.core.formats.sentences import (
     CODESWITCH,
     SENTENCES_FILE,
@@ -311,8 +318,19 @@ def count_mentions(parts, pair, lang, counts):
         counts[f"{prefix} {PIVOT_LANGUAGE}"] += len(items) * len(kind_index) - switched
 
 
+def hold_out(tables_dir, rows, usable, fraction, seed, output_dir, counts):
+    """Write the held-out triples (module docstring); return the per-triple mask of those held out."""
+    held = usable & held_out_pairs(rows[0], rows[2], fraction, seed)
+    triples = open_triples(tables_dir).read()
+    index = np.flatnonzero(held)
+    table = triples.take(pa.array(index)).append_column("triple_index", pa.array(index, pa.int64()))
+    write_heldout_triples(table, output_dir)
+    counts["triples held out (their entity pair)"] = len(index)
+    return held
+
+
 def build_sentences(tables_dir, output_path, languages, config, sample_fraction=None, max_triples=None,
-                    chunk_size=1 << 16):
+                    chunk_size=1 << 16, holdout_fraction=0.0):
     """Write ``output_path``; return the Counter of what was read, skipped and produced."""
     if PIVOT_LANGUAGE not in languages:
         raise UserFacingError(f"--languages must include {PIVOT_LANGUAGE!r}: code-switching starts from it")
@@ -328,6 +346,7 @@ def build_sentences(tables_dir, output_path, languages, config, sample_fraction=
     reasons = english_skip_reasons(rows, english.has_label)
     counts.update(f"triples skipped: {r}" for r in reasons[reasons != ""])
     usable = reasons == ""
+    usable &= ~hold_out(tables_dir, rows, usable, holdout_fraction, config.seed, Path(output_path).parent, counts)
     selected = select_triples(usable, config.seed, sample_fraction, max_triples)
     counts["triples not sampled"] = int(usable.sum()) - len(selected)
     counts["triples used"] = len(selected)
@@ -363,6 +382,9 @@ def add_arguments(parser):
                           help="keep each triple with this probability (default: all)")
     sampling.add_argument("--max-triples", type=int, default=None, metavar="N",
                           help="keep exactly N triples, drawn uniformly under the seed (default: all)")
+    parser.add_argument("--holdout-triples", type=float, default=0.0, metavar="FRACTION",
+                        help="keep this share of the triples' entity pairs out of the samples and write them to "
+                             "heldout_triples.parquet, for fact recall on unseen triples (default: 0)")
     parser.add_argument("--alias-first-half", action=argparse.BooleanOptionalAction, default=True,
                         help="draw aliases only among the first int(n/2)+1 of an item's n > 2 aliases, as the "
                              "reference code (default: on)")
@@ -391,6 +413,8 @@ def run(args):
         raise UserFacingError("both --variants-per-language and --alias-variants-per-language are 0: nothing to do")
     if args.sample_triples is not None and not 0 < args.sample_triples <= 1:
         raise UserFacingError(f"--sample-triples must be in (0, 1], got {args.sample_triples}")
+    if not 0 <= args.holdout_triples < 1:
+        raise UserFacingError(f"--holdout-triples must be in [0, 1), got {args.holdout_triples}")
     if args.max_triples is not None and args.max_triples < 0:
         raise UserFacingError(f"--max-triples must be >= 0, got {args.max_triples}")
     if args.chunk_size < 1:
@@ -400,7 +424,7 @@ def run(args):
     output_path = f"{args.output}/{SENTENCES_FILE}"
     summary_path(args.output, "sentences").unlink(missing_ok=True)
     counts = build_sentences(args.input, output_path, resolve_languages(args.languages, args.input), config,
-                             args.sample_triples, args.max_triples, args.chunk_size)
+                             args.sample_triples, args.max_triples, args.chunk_size, args.holdout_triples)
     write_stage_summary(args.output, "sentences", counts)
     logger.info("wrote %s: %s", output_path, "; ".join(f"{k}: {v:,}" for k, v in counts.items()))
     return 0
