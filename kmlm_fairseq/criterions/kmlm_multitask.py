@@ -75,7 +75,9 @@ class KMLMMultitaskLoss(FairseqCriterion):
     def reduce_metrics(cls, logging_outputs) -> None:
         """Per stream: loss = summed CE / predicted tokens, and accuracy. The combined loss is derived from the
         streams' weighted means (hidden meters ``_<stream>_weighted``), so it stays sum_k w_k L_k over any number of
-        batches, also in validation where the last batches may lack a stream; for one batch it is the L optimised."""
+        batches, also in validation where the last batches may lack a stream; for one batch it is the L optimised. A
+        stream that predicted nothing since the meters were last reset (a log interval whose masks drew no token, as
+        the default bernoulli/token masking may) has an empty meter and adds nothing."""
         def total(key):
             return sum(float(log.get(key, 0)) for log in logging_outputs)
 
@@ -88,9 +90,9 @@ class KMLMMultitaskLoss(FairseqCriterion):
                                    round=2)
                 metrics.log_scalar(f"_{stream}_weighted", total(f"{stream}_weighted_loss") / predicted / math.log(2),
                                    predicted)
-        metrics.log_derived("loss", lambda meters: round(
-            sum(meters[f"_{stream}_weighted"].avg for stream in STREAMS if f"_{stream}_weighted" in meters), 3),
-            priority=1)
+        metrics.log_derived("loss", lambda meters: round(sum(
+            meters[f"_{stream}_weighted"].avg for stream in STREAMS
+            if f"_{stream}_weighted" in meters and meters[f"_{stream}_weighted"].count > 0), 3), priority=1)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

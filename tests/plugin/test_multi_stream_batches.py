@@ -233,3 +233,25 @@ def test_logged_loss_is_l_mlm_plus_alpha_times_l_cs_plus_l_l_from_an_independent
     assert logged["loss"] == pytest.approx(expected / math.log(2), abs=1.5e-3)  # rounded to 3 decimals
     for stream, mean in means.items():
         assert logged[f"{stream}_loss"] == pytest.approx(mean / math.log(2), abs=1.5e-3)
+
+
+def test_logged_loss_of_an_interval_where_a_stream_predicted_nothing(data):
+    """fairseq resets the train_inner meters after every log line; when the next interval's masks drew no token of
+    a stream (bernoulli/token masking may), that stream's meter is empty: the logged loss is then the other
+    streams' weighted sum, not a crash of fairseq's logging."""
+    task = per_stream_batch_task(data)
+    model = models.build_model(OmegaConf.create({"_name": "roberta_tiny"}), task).eval()
+    criterion = KMLMMultitaskLoss(KMLMMultitaskConfig(), task)
+    batch = next(iter(batch_iterator(task).next_epoch_itr(shuffle=False)))
+    with torch.no_grad():
+        _, _, log = criterion(model, batch)
+    without_knowledge = {**log, **{f"knowledge_{key}": 0 for key in ("loss", "weighted_loss", "predicted",
+                                                                       "correct")}}
+    with metrics.aggregate(new_root=True) as aggregate:
+        KMLMMultitaskLoss.reduce_metrics([log])
+        aggregate.reset()
+        KMLMMultitaskLoss.reduce_metrics([without_knowledge])
+        logged = aggregate.get_smoothed_values()
+    weighted = {stream: float(log[f"{stream}_weighted_loss"]) / float(log[f"{stream}_predicted"]) / math.log(2)
+                for stream in ("plain", "reasoning")}
+    assert logged["loss"] == pytest.approx(sum(weighted.values()), abs=1.5e-3)
