@@ -8,10 +8,10 @@ loss, and KMLM's model is scored with KMLM_R's reasoning masks. Only the checkpo
 read. Masks are a function of (``--seed``, stream, index), as in fairseq's own validation with ``common.seed``:
 models given the same seed are scored on the same masked tokens (a paired comparison). Eval mode (no dropout), on
 the GPU when there is one.
-Output: OUT/results.csv in kmlm-eval's layout (kmlm_eval/common.py, written here: the plugin does not import the
-evaluation) and OUT/results.md (languages down, losses across): task ``valid-loss``, metrics
-``<stream>_loss`` in bits per predicted token as fairseq logs them, per language (and ``avg``, their unweighted
-mean), count = predicted tokens. The log gives each loss over all languages' tokens (sum of value x count / sum of
+Output: OUT/results.csv in kmlm-eval's one-seed layout (columns task,model,lang,metric,value,count, which
+kmlm_eval/results.py reads as one seed; written here: the plugin does not import the evaluation) and OUT/results.md
+(languages down, losses across): task ``valid-loss``, metrics ``<stream>_loss`` in bits per predicted token as
+fairseq logs them, per language (and ``avg``, their unweighted mean), count = predicted tokens. The log gives each loss over all languages' tokens (sum of value x count / sum of
 count): with the same seed, the value fairseq's own validation logs.
 """
 import argparse
@@ -28,6 +28,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 import kmlm_fairseq  # noqa: F401  (registers the tasks, criterion and architecture)
@@ -54,12 +55,15 @@ def scoring_config(name, data, seed, overrides):
     hydra_init(name)
     try:
         with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base=None):
-            cfg = compose(config_name=name, overrides=[f"task.data={data}", f"common.seed={seed}", *overrides])
+            cfg = compose(config_name=name, overrides=[f"task.data={data}", f"common.seed={seed}", *overrides],
+                          return_hydra_config=True)
     except Exception as err:  # Hydra's own errors: a key or group that does not exist
         raise UserFacingError(f"--config {name} with {list(overrides)} does not compose: {err}") from None
     finally:
         ConfigStore.instance().repo.pop(f"{name}.yaml", None)
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} interpolations (task.recipe: the config's name)
     with open_dict(cfg):
+        del cfg["hydra"]
         cfg.common.user_dir = None  # already imported
     add_defaults(cfg)
     with omegaconf_no_object_check():
@@ -107,7 +111,7 @@ def stream_sums(task, model, criterion, batch_size):
 
 
 @dataclass(frozen=True)
-class Score:  # a row of kmlm-eval's results.csv (kmlm_eval/common.py; the plugin does not import the evaluation)
+class Score:  # a row of kmlm-eval's results.csv (kmlm_eval/results.py; the plugin does not import the evaluation)
     task: str
     model: str
     lang: str

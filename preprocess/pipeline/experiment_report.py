@@ -1,8 +1,10 @@
 """``python -m preprocess.pipeline.experiment_report --output OUT --arms A B ... [--pairs A:B ...] --runs
 ARM:SEED:DIR ...``: an experiment's comparison (the ``compare`` step of ``kmlm-preprocess experiment``).
 
-Input: every ``DIR/eval/<evaluation>/results.csv`` of every run, in kmlm-eval's layout (kmlm_eval/common.py:
-``task,model,lang,metric,value,count``; ``avg`` rows are the run's unweighted mean over languages).
+Input: every ``DIR/eval/<evaluation>/results.csv`` of every run, in kmlm-eval's layout (kmlm_eval/results.py:
+``task,model,lang,metric,value,count``, further columns ignored: value is the mean over kmlm-eval's ``--seeds``,
+and an experiment gives each run's evaluation its one seed; ``avg`` rows are the run's unweighted mean over
+languages).
 Output, in OUT (written atomically):
   ``summary.csv``      task, metric, lang, arm, n (seeds), mean, sd (sample standard deviation over seeds, empty
                        for n = 1), per arm (the start, then the arms in order) and language (the run's ``avg`` too);
