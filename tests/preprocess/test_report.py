@@ -329,7 +329,7 @@ def test_render_spans_shows_malformed_samples_as_they_are():
 def test_report_on_samples_with_null_spans_shows_them_empty(world, full, tmp_path):
     dirs = copy_world(world, tmp_path / "w")
     for stage in ("sentences", "reasoning"):
-        path = next(dirs[stage].glob("*.parquet"))
+        path = dirs[stage] / f"{stage}.parquet"  # sentences/ also holds heldout_triples.parquet
         pq.write_table(retyped("spans", lambda c: pa.nulls(len(c), c.type))(pq.read_table(path)), path)
     rep = build(dirs)
     assert rep["sentences"] == full[1]["sentences"]  # the counts come from the summary
@@ -397,7 +397,7 @@ def test_report_counts_do_not_depend_on_the_batch_size(world, full, tmp_path, mo
     monkeypatch.setattr(report, "BATCH_ROWS", 1)
     dirs = copy_world(world, tmp_path / "w")
     for stage in ("sentences", "reasoning"):  # many row groups, so batches and examples cross them
-        path = next(dirs[stage].glob("*.parquet"))
+        path = dirs[stage] / f"{stage}.parquet"  # sentences/ also holds heldout_triples.parquet
         pq.write_table(pq.read_table(path), path, row_group_size=1)
     _, rep = full
     again = build(dirs)
