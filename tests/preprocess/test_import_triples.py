@@ -153,3 +153,22 @@ def test_bad_options_are_clear_errors(tmp_path, caplog):
     assert cli.main(base + ["--names", f"de={tmp_path / 'nope.txt'}"]) == 2 and "nope.txt: no such file" in caplog.text
     assert cli.main(["import-triples", "--triples", str(tmp_path / "none"), "-o", str(tmp_path / "out")]) == 2
     assert "no such file or directory" in caplog.text
+
+
+def test_report_checks_imported_tables_against_the_import_triples_summary(tmp_path, caplog):
+    """The report reads the counts of the stage that made the tables: import_triples_summary.json here, also when
+    an older ingest run left its summary in the directory; a table changed since names import-triples."""
+    triples = tmp_path / "t.txt"
+    triples.write_text("Q1\tP17\tQ2\nQ3\tP17\tQ2\n", encoding="utf-8")
+    names = tmp_path / "en.txt"
+    names.write_text("Q1\tParis\nQ2\tFrance\nQ3\tLyon\nP17\tcountry\n", encoding="utf-8")
+    out = tmp_path / "tables"
+    out.mkdir()
+    (out / "ingest_summary.json").write_text(json.dumps({"stage": "ingest", "counts": {
+        "items": 100, "properties": 100, "triples": 100}}))  # an earlier ingest's, now stale
+    run_stage("import-triples", "--triples", triples, "--names", f"en={names}", "-o", out)
+    assert cli.main(["report", "--tables", str(out), "--output", str(tmp_path / "report")]) == 0
+    pq.write_table(pq.read_table(out / "triples.parquet").slice(0, 1), out / "triples.parquet")
+    assert cli.main(["report", "--tables", str(out), "--output", str(tmp_path / "report")]) == 2
+    assert "import_triples_summary.json counts 2 triples in triples.parquet but 1 are there" in caplog.text
+    assert "re-run `kmlm-preprocess import-triples`" in caplog.text
