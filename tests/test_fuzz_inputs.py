@@ -6,9 +6,10 @@ values of other JSON types, keys deleted and ids garbled, plain or compressed (t
 must exit 0 and account for every line (an entity row, a duplicate or a counted skip) and every statement of an
 entity (a triple or a named count), with only well-formed ids in the tables; a cut compressed dump must exit 2.
 
-The Parquet-reading stages (sentences, cycles, descriptions, xlr, reasoning, check-leakage, spm, binarize) read real
-tables, cycles, held-out cycles and samples with a column dropped, renamed, retyped (string <-> integer, list <->
-string, ...), nulled or emptied, or the file's bytes cut, flipped or zeroed.
+The Parquet-reading stages (sentences, cycles, descriptions, xlr, reasoning, check-leakage, spm, binarize,
+import-triples) read real tables, cycles, held-out cycles, held-out triples and samples with a column dropped,
+renamed, retyped (string <-> integer, list <-> string, ...), nulled or emptied, or the file's bytes cut, flipped or
+zeroed.
 
 Everything is a function of FUZZ_SEED; a failing case prints its number and what was done to the input.
 """
@@ -193,11 +194,15 @@ def real(tmp_path_factory):
     run_stage("cycles", "--input", root / "tables", "--output", root / "cycles")
     cycles = root / "cycles" / "cycles.parquet"
     pq.write_table(pq.read_table(cycles).slice(0, 300), cycles)
-    run_stage("sentences", "--input", root / "tables", "--output", root / "sentences", "--max-triples", 300)
+    run_stage("sentences", "--input", root / "tables", "--output", root / "sentences", "--max-triples", 300,
+              "--holdout-triples", 0.2)
     run_stage("xlr", "--input", root / "tables", "--cycles", root / "cycles", "--output", root / "xlr",
               "--languages", "en,de", "--train-size", 6, "--dev-size", 3, "--test-size", 3)
     run_stage("reasoning", "--input", root / "tables", "--cycles", root / "cycles", "--output", root / "reasoning",
-              "--exclude", root / "xlr" / "heldout_cycles.parquet")
+              "--exclude", root / "xlr" / "heldout_cycles.parquet", "--exclude-triples", root / "sentences")
+    (root / "import").mkdir()
+    (root / "import" / "triples.txt").write_text("".join(  # import-triples reads the tables' relation labels
+        "\t".join(row.values()) + "\n" for row in pq.read_table(root / "tables" / "triples.parquet").to_pylist()[:100]))
     run_stage("spm", "-o", root / "data", "--sentences", root / "sentences", "--reasoning", root / "reasoning",
               "--vocab-size", 1000, "--character-coverage", 1.0)
     return root
@@ -205,9 +210,10 @@ def real(tmp_path_factory):
 
 FILES = {  # file -> its directory under the fixture, and the stages that read it
     "triples.parquet": ("tables", ("sentences", "cycles", "reasoning", "xlr")),
-    "entities.parquet": ("tables", ("sentences", "descriptions", "reasoning", "xlr")),
+    "entities.parquet": ("tables", ("sentences", "descriptions", "reasoning", "xlr", "import-triples")),
     "cycles.parquet": ("cycles", ("reasoning", "xlr")),
     "heldout_cycles.parquet": ("xlr", ("reasoning", "check-leakage")),
+    "heldout_triples.parquet": ("sentences", ("reasoning",)),
     "sentences.parquet": ("sentences", ("binarize", "spm")),
     "reasoning.parquet": ("reasoning", ("binarize", "check-leakage", "spm")),
 }
@@ -221,7 +227,9 @@ def stage_argv(stage, inputs, real, out):
         "cycles": ["cycles", "--input", tables, "--output", out],
         "descriptions": ["descriptions", "--input", tables, "--output", out],
         "reasoning": ["reasoning", "--input", tables, "--cycles", cycles, "--exclude", xlr / "heldout_cycles.parquet",
-                      "--output", out],
+                      "--exclude-triples", inputs["sentences"] / "heldout_triples.parquet", "--output", out],
+        "import-triples": ["import-triples", "--triples", real / "import" / "triples.txt", "--languages", "en,de",
+                           "--relation-labels", tables, "-o", out],
         "xlr": ["xlr", "--input", tables, "--cycles", cycles, "--output", out, "--languages", "en,de",
                 "--train-size", 6, "--dev-size", 3, "--test-size", 3],
         "check-leakage": ["check-leakage", "--xlr", xlr, "--reasoning", inputs["reasoning"]],

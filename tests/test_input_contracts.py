@@ -261,6 +261,28 @@ def test_reasoning_exclude_that_is_not_held_out_cycles_is_a_one_line_error(real,
         assert message in one_error(caplog)
 
 
+def test_held_out_triples_and_relation_labels_of_the_wrong_shape_are_one_line_errors(real, tmp_path, caplog):
+    """The Parquet inputs of the triple holdout (reasoning --exclude-triples, fact-recall) and of import-triples
+    --relation-labels go through their format readers as every other input does."""
+    held = tmp_path / "heldout_triples.parquet"
+    pq.write_table(pa.table({"head": [1], "relation": ["P31"], "tail": ["Q2"], "triple_index": [0]}), held)
+    reasoning = ("reasoning", "--input", real / "tables", "--cycles", real / "cycles", "--output", tmp_path / "out")
+    for exclude, message in ((held, f"{held}: column 'head' is int64, expected string"),
+                             (tmp_path / "none", "heldout_triples.parquet does not exist: run `kmlm-preprocess "
+                                                 "sentences` first")):
+        caplog.clear()
+        assert run_cli(*reasoning, "--exclude-triples", exclude) == 2
+        assert message in one_error(caplog)
+    caplog.clear()
+    triples = tmp_path / "t.txt"
+    triples.write_text("Q1\tP31\tQ2\n", encoding="utf-8")
+    tables = tables_copy(real, tmp_path, entities=aliases_as_text)
+    assert run_cli("import-triples", "--triples", triples, "--languages", "en", "--relation-labels", tables,
+                   "-o", tmp_path / "imported") == 2
+    assert f"{tables / 'entities.parquet'}: column 'aliases_en' is string, expected list<item: string>" in \
+        one_error(caplog)
+
+
 # --- 8. Unclear messages ----------------------------------------------------------------------------------------
 def test_ingest_input_directory_says_so(tmp_path, caplog):
     assert run_cli("ingest", "-i", tmp_path, "-o", tmp_path / "out") == 2
