@@ -311,6 +311,10 @@ def test_binarize_shards_and_slurm_parts_gather_to_the_single_run(real, tmp_path
     gathered = json.loads((parts / "reasoning" / "summary.json").read_text())
     alone = json.loads((single / "reasoning" / "summary.json").read_text())
     assert gathered["counts"] == alone["counts"]
+    for kind in ("knowledge", "reasoning"):  # what fact recall reads back to tell the valid split's triples
+        gathered, alone = (json.loads((data / kind / "summary.json").read_text()) for data in (parts, single))
+        assert (gathered["kind"], gathered["valid_threshold"]) == (kind, alone["valid_threshold"])
+        assert gathered["settings"]["seed"] == alone["settings"]["seed"]
 
 
 def test_binarize_rerun_removes_stale_shards(real, tmp_path):

@@ -292,12 +292,19 @@ def gather_parts(kind_dir):
     return merged
 
 
+SHARED_SUMMARY_KEYS = ("kind", "inputs", "settings", "valid_threshold")  # the same in every part of one run
+
+
 def merge_summaries(summaries):
-    """Sum the ``counts`` and per-dataset ``datasets`` numbers of several parts' summaries."""
+    """Sum the ``counts`` and per-dataset ``datasets`` numbers of several parts' summaries; keep the keys every part
+    holds alike (``SHARED_SUMMARY_KEYS``: what the run was, and its valid split, which fact recall reads back)."""
+    shared = {key: summaries[0][key] for key in SHARED_SUMMARY_KEYS
+              if key in summaries[0] and all(summary.get(key) == summaries[0][key] for summary in summaries)}
     counts, datasets = Counter(), {}
     for summary in summaries:
         counts.update(summary.get("counts", {}))
         for name, numbers in summary.get("datasets", {}).items():
             total = datasets.setdefault(name, Counter())
             total.update({k: v for k, v in numbers.items() if k != "shards"})
-    return {"counts": dict(sorted(counts.items())), "datasets": {k: dict(v) for k, v in sorted(datasets.items())}}
+    return {**shared, "counts": dict(sorted(counts.items())),
+            "datasets": {k: dict(v) for k, v in sorted(datasets.items())}}
