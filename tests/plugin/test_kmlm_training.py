@@ -3,6 +3,7 @@ training, exact resume across epochs, a 2-process gloo run, initialisation from 
 initialisation run in-process: test_model_init.py)."""
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -160,6 +161,19 @@ def test_resume_from_checkpoint_last_continues_exactly(data, straight_run, tmp_p
     assert resumed["meters"] and {key for key, _ in resumed["meters"]} == {"train", "train_inner", "valid"}
     for part in uninterrupted:
         assert resumed[part] == uninterrupted[part], part
+
+
+def test_relaunching_a_finished_training_leaves_its_checkpoint_as_it_is(data, straight_run, tmp_path):
+    """fairseq alone would train update 25 (lr 0: the same weights, but another update count, Adam state, data
+    position and meters), validate and save; kmlm_fairseq.compat stops it before that update."""
+    straight_dir, _ = straight_run
+    save_dir = tmp_path / "finished"
+    shutil.copytree(straight_dir, save_dir, ignore=shutil.ignore_patterns("tensorboard"))
+    before = {path.name: path.read_bytes() for path in save_dir.iterdir()}
+    log = hydra_train(data, save_dir, "optimization.max_update=24", "lr_scheduler.total_num_update=24")
+    assert "(epoch 3 @ 24 updates)" in log and "the training is complete, nothing to train" in log
+    assert not updates(log) and "Saved checkpoint" not in log
+    assert {path.name: path.read_bytes() for path in save_dir.iterdir()} == before
 
 
 def run_two_gloo_processes(data, save_dir, max_update):
