@@ -123,10 +123,13 @@ def start_or_resume(step, record, workdir):
 
 
 def run_logged(argv, step, workdir):
-    """Run with the output appended to the step's log; print what ``step.echo`` picks. Returns the exit status."""
+    """Run with the output appended to the step's log; print what ``step.echo`` picks. Returns the exit status.
+
+    The log is written line by line: a block buffer would lose its last lines when the driver is killed, and would
+    show a reader of the log (a person, the tests' kill points) the run as it was thousands of bytes ago."""
     log_path = Path(workdir) / step.log
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log, subprocess.Popen(
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log, subprocess.Popen(
             argv, env=stage_environment(), preexec_fn=die_with_parent, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace") as process:
         for line in process.stdout:
