@@ -94,6 +94,15 @@ def clear_outputs(step, workdir):
         tmp.unlink()
 
 
+def remove_temp_files(directory):
+    """What a killed run was writing when it died, in a directory its resumed run keeps: our atomic writers'
+    NAME.tmp-PID (the traced run's list of code, the plugin's copy to checkpoint_last.pt) and fairseq's NAME.pt.tmp
+    (a checkpoint being saved). The workdir lock and die_with_parent ensure that no writer of the killed run lives."""
+    for pattern in ("*.tmp-*", "*.pt.tmp"):  # pathlib's * also matches a leading dot
+        for tmp in directory.glob(pattern):
+            tmp.unlink()
+
+
 def die_with_parent():
     """In the child, before exec: get SIGKILL when the driver dies, so no orphan stage writes into WORKDIR."""
     try:
@@ -115,6 +124,7 @@ def start_or_resume(step, record, workdir):
         started = read_marker(step.started_marker(workdir))
         if started and started.get("fingerprint") == record["fingerprint"] and not code_change(started):
             logger.info("%s: continuing the interrupted run in %s", step.stage, Path(workdir) / step.directory)
+            remove_temp_files(Path(workdir) / step.directory)
             return step.argv
     clear_outputs(step, workdir)
     if step.resumable:

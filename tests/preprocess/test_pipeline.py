@@ -438,6 +438,22 @@ def test_a_stage_log_holds_each_line_as_soon_as_the_stage_prints_it(tmp_path):
     assert status == 0 and seen, "the line reached the log only when the stage ended"
 
 
+def test_a_resumed_training_starts_without_the_temp_files_of_the_killed_run(tmp_path):
+    """A resumable step keeps its directory; what the killed run was writing when it died goes: the traced run's
+    list of code, the plugin's copy to checkpoint_last.pt, fairseq's checkpoint being saved."""
+    step = plan.Step("train", "checkpoints", ("task.data=DATA",), resumable=True, first_launch_argv=("+init=x",))
+    record = {"fingerprint": "same settings"}
+    fingerprint.write_marker({**record, "code": fingerprint.code_state(["preprocess/pipeline/execute.py"])},
+                             step.started_marker(tmp_path))
+    directory = tmp_path / "checkpoints"
+    kept = {"checkpoint_last.pt", "checkpoint_1_125.pt", "train.log", ".started.train.json"}
+    for name in kept - {".started.train.json"} | {".code.train.json.tmp-7", "checkpoint_last.pt.tmp-8",
+                                                  "checkpoint_1_150.pt.tmp"}:
+        (directory / name).write_bytes(b"x")
+    assert execute.start_or_resume(step, record, tmp_path) == step.argv  # resumed, not started over
+    assert {path.name for path in directory.iterdir()} == kept
+
+
 def test_traced_run_keeps_the_exit_status_and_lists_our_modules_even_into_a_new_directory(tmp_path):
     manifest = tmp_path / "not" / "made" / ".code.x.json"
     result = subprocess.run([sys.executable, "-m", "preprocess.pipeline.traced", str(manifest), "preprocess.cli",
