@@ -10,17 +10,29 @@ with "Unsupported global: argparse.Namespace". Allow-listing those classes keeps
 fairseq saves a checkpoint atomically (temp file + rename), then copies it to ``checkpoint_last.pt`` /
 ``checkpoint_best.pt`` with ``shutil.copyfile`` in place: a run killed during that copy leaves a truncated
 ``checkpoint_last.pt`` that the next run fails to resume from. Local copies go through a temp file + rename instead.
+
+fairseq's training loop (``fairseq_cli.train.main``) starts an epoch and takes an update before it first checks
+``optimization.max_update``: relaunched on a ``checkpoint_last.pt`` that already holds ``max_update`` updates (a run
+killed after its last checkpoint but before the pipeline recorded it as done, a SLURM job submitted again), it trains
+update ``max_update + 1``, validates and saves. With the lr decayed to 0 the weights stay bit-equal, but the update
+count, Adam's moments and step, the data position and the loss meters in the checkpoint are no longer the finished
+run's. Such a relaunch now stops before that update and leaves the checkpoint as it was.
 """
 import argparse
 import collections
+import functools
+import logging
 import os
 import shutil
+import sys
 import types
 import typing
 
 import numpy as np
 
 import torch.serialization
+
+logger = logging.getLogger(__name__)
 
 
 def _checkpoint_globals():
@@ -69,6 +81,30 @@ def copy_checkpoints_atomically():
     PathManager.copy = staticmethod(atomic_copy)
 
 
+def stop_a_finished_training_before_another_update():
+    """Make ``fairseq_cli.train.train`` (one epoch) return "stop" at once when the trainer already holds
+    ``max_update`` updates. Only when fairseq's training CLI is loaded, as it always is before it imports the plugin:
+    importing ``fairseq_cli.train`` here would configure the root logger of every other process (export, tests)."""
+    train_cli = sys.modules.get("fairseq_cli.train")
+    if train_cli is None or getattr(train_cli.train, "stops_a_finished_training", False):
+        return
+    stock_train = train_cli.train
+
+    @functools.wraps(stock_train)
+    def train(cfg, trainer, task, epoch_itr):
+        max_update = cfg.optimization.max_update
+        if max_update and trainer.get_num_updates() >= max_update:
+            logger.info(f"the checkpoint already holds {trainer.get_num_updates()} updates, optimization.max_update "
+                        f"is {max_update}: the training is complete, nothing to train (the checkpoint is left as it "
+                        "is; raise max_update to train on)")
+            return [None], True  # (validation losses, should_stop), as fairseq's train returns them
+        return stock_train(cfg, trainer, task, epoch_itr)
+
+    train.stops_a_finished_training = True
+    train_cli.train = train
+
+
 allow_fairseq_checkpoint_globals()
 restore_numpy_compat_long()
 copy_checkpoints_atomically()
+stop_a_finished_training_before_another_update()

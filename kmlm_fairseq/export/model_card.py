@@ -19,6 +19,10 @@ TRAINED = {
 }
 LOSS_COLUMNS = ("loss", "plain_loss", "knowledge_loss", "reasoning_loss")
 AGGREGATORS = (("train", "train (the epoch in progress at the checkpoint)"), ("valid", "valid (last validation)"))
+# Our tasks start fairseq's `valid` meters afresh at every validation (KMLMReasoningTask.begin_valid_epoch); other
+# tasks' checkpoints hold fairseq's running mean over the validations of the launch (and those restored with it).
+RESETS_VALID_METERS = ("kmlm_reasoning", "kmlm_knowledge")
+ACCUMULATED_VALID = "valid (fairseq's meters: the mean of several validations, not the last one)"
 
 
 def meter_averages(aggregator):
@@ -102,7 +106,8 @@ def render(cfg, training, checkpoint, hf_class, checks, languages_by_stream=None
     columns = [column for column in LOSS_COLUMNS if any(column in row for row in losses.values())]
     if losses:
         lines += [f"| split | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
-        for aggregator, label in AGGREGATORS:
+        labels = dict(AGGREGATORS, **({} if task in RESETS_VALID_METERS else {"valid": ACCUMULATED_VALID}))
+        for aggregator, label in labels.items():
             if aggregator in losses:
                 values = [f"{losses[aggregator][c]:.3f}" if c in losses[aggregator] else "" for c in columns]
                 lines.append(f"| {label} | {' | '.join(values)} |")

@@ -23,6 +23,7 @@ from omegaconf import II, MISSING
 
 from fairseq.data import Dictionary, iterators
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
 from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 
@@ -269,3 +270,11 @@ class KMLMReasoningTask(FairseqTask):
 
     def begin_epoch(self, epoch, model):
         model.set_epoch(epoch)
+
+    def begin_valid_epoch(self, epoch, model):
+        """Start fairseq's ``valid`` meters afresh at every validation, so that they (and the checkpoint saved after
+        it, and the exported model card) hold the last validation. fairseq never resets them: they would average every
+        validation since the process started, or since a resume restored them, which fairseq skips for a checkpoint
+        saved at the end of an epoch, so a resumed run's meters would depend on where it was interrupted."""
+        super().begin_valid_epoch(epoch, model)
+        metrics.reset_meters("valid")

@@ -95,6 +95,15 @@ def clear_outputs(step, workdir):
         tmp.unlink()
 
 
+def remove_temp_files(directory):
+    """What a killed run was writing when it died, in a directory its resumed run keeps: our atomic writers'
+    NAME.tmp-PID (the traced run's list of code, the plugin's copy to checkpoint_last.pt) and fairseq's NAME.pt.tmp
+    (a checkpoint being saved). The workdir lock and die_with_parent ensure that no writer of the killed run lives."""
+    for pattern in ("*.tmp-*", "*.pt.tmp"):  # pathlib's * also matches a leading dot
+        for tmp in directory.glob(pattern):
+            tmp.unlink()
+
+
 def die_with_parent():
     """In the child, before exec: get SIGKILL when the driver dies, so no orphan stage writes into WORKDIR."""
     try:
@@ -116,6 +125,7 @@ def start_or_resume(step, record, workdir):
         started = read_marker(step.started_marker(workdir))
         if started and started.get("fingerprint") == record["fingerprint"] and not code_change(started):
             logger.info("%s: continuing the interrupted run in %s", step.stage, Path(workdir) / step.directory)
+            remove_temp_files(Path(workdir) / step.directory)
             return step.argv
     clear_outputs(step, workdir)
     if step.resumable:
@@ -124,10 +134,13 @@ def start_or_resume(step, record, workdir):
 
 
 def run_logged(argv, step, workdir):
-    """Run with the output appended to the step's log; print what ``step.echo`` picks. Returns the exit status."""
+    """Run with the output appended to the step's log; print what ``step.echo`` picks. Returns the exit status.
+
+    The log is written line by line: a block buffer would lose its last lines when the driver is killed, and would
+    show a reader of the log (a person, the tests' kill points) the run as it was thousands of bytes ago."""
     log_path = Path(workdir) / step.log
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log, subprocess.Popen(
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log, subprocess.Popen(
             argv, env=stage_environment(), preexec_fn=die_with_parent, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace") as process:
         for line in process.stdout:

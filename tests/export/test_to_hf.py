@@ -109,3 +109,22 @@ def test_export_writes_a_model_card(fairseq_run, exported_hf):
     assert "`checkpoint_last.pt` after 2 updates" in card and str(checkpoint.parent) not in card
     assert "| train (the epoch in progress at the checkpoint) | " in card
     assert f"fairseq's ids on {len(DEFAULT_TEXTS)} sentences" in card and "random ids" in card
+
+
+def test_model_card_calls_the_valid_losses_the_last_validation_only_for_tasks_that_reset_them():
+    """kmlm_reasoning/kmlm_knowledge start fairseq's valid meters afresh at every validation; a stock task's
+    checkpoint holds their mean over several validations, and its card says so."""
+    from kmlm_fairseq.export import model_card
+
+    meter = {"sum": 24.0, "count": 2.0}
+    training = {"num_updates": 10, "metrics": {"train": [(0, "loss", "AverageMeter", meter)],
+                                               "valid": [(0, "loss", "AverageMeter", meter)]}}
+    checks = {"sentences": 1, "tolerance": 1e-4, "max |Δlogit|": {"text": 1e-6}}
+
+    def rows(task):
+        card = model_card.render({"task": {"_name": task}}, training, "checkpoint_last.pt", "X", checks)
+        return [line.split(" | ")[0] for line in card.splitlines() if line.startswith(("| train", "| valid"))]
+
+    assert rows("kmlm_reasoning") == rows("kmlm_knowledge") == [
+        "| train (the epoch in progress at the checkpoint)", "| valid (last validation)"]
+    assert rows("masked_lm")[1] == "| valid (fairseq's meters: the mean of several validations, not the last one)"

@@ -3,6 +3,7 @@ training, exact resume across epochs, a 2-process gloo run, initialisation from 
 initialisation run in-process: test_model_init.py)."""
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -117,13 +118,62 @@ def test_tensorboard_logdir_records_every_stream_loss(straight_run):
     assert "Please install tensorboardX" not in log
 
 
-def test_resume_from_checkpoint_last_continues_exactly(data, straight_run, tmp_path):
-    _, straight = straight_run
-    first = hydra_train(data, tmp_path, "optimization.max_update=12", "lr_scheduler.total_num_update=24")
+def training_state(checkpoint):
+    """What a resumed run must share with an uninterrupted one, from a checkpoint: update count, data position, lr,
+    weights, Adam's state, and the meters fairseq keeps per epoch (train), per log interval (train_inner) and per
+    validation (valid; the task resets them at each validation). Left out (fairseq's bookkeeping, docs/design.md §7):
+    timings; the whole-run ``default`` meters, which a resume cannot carry on (metrics.load_state_dict installs new
+    aggregator objects while logging goes on into the old ones, and no meter is restored from an epoch's last
+    checkpoint); the lr scheduler's record of the best validation loss (an epoch's last validation reaches it only
+    after that epoch's checkpoint is saved; polynomial decay never reads it)."""
+    import torch
+
+    import kmlm_fairseq  # noqa: F401  (fairseq's checkpoints load under torch's safe loader)
+    state = torch.load(checkpoint, map_location="cpu")
+    optimizer = state["last_optimizer_state"]
+    meters = {(aggregator, name): meter for aggregator, items in state["extra_state"]["metrics"].items()
+              if aggregator != "default" for _, name, kind, meter in items if kind == "AverageMeter"}
+    return {
+        "num_updates": state["optimizer_history"][-1]["num_updates"],
+        "iterator": state["extra_state"]["train_iterator"],
+        "lr": [group["lr"] for group in optimizer["param_groups"]],
+        "meters": meters,
+        "weights": {name: tensor.numpy().tobytes() for name, tensor in state["model"].items()},
+        "adam": {(index, name): value.numpy().tobytes() if torch.is_tensor(value) else value
+                 for index, entries in optimizer["state"].items() for name, value in entries.items()},
+    }
+
+
+@pytest.mark.parametrize("stop", [12, 10], ids=["mid-epoch", "end-of-epoch"])
+def test_resume_from_checkpoint_last_continues_exactly(data, straight_run, tmp_path, stop):
+    """Stopped after update 12 (fairseq restores the meters) or 10, the last of epoch 1 (fairseq restores none), then
+    resumed to 24: the same losses at every update and, in the end, the uninterrupted run's training state."""
+    straight_dir, straight = straight_run
+    first = hydra_train(data, tmp_path, f"optimization.max_update={stop}", "lr_scheduler.total_num_update=24")
+    at_stop = training_state(tmp_path / "checkpoint_last.pt")["iterator"]
+    assert at_stop["epoch"] == 2 and (at_stop["iterations_in_epoch"] == 0) == (stop == 10)
     second = hydra_train(data, tmp_path, "optimization.max_update=24", "lr_scheduler.total_num_update=24")
-    assert "Loaded checkpoint" in second and "(epoch 2 @ 12 updates)" in second
-    assert sorted(updates(second)) == list(range(13, 25))
+    assert "Loaded checkpoint" in second and f"(epoch 2 @ {stop} updates)" in second
+    assert sorted(updates(second)) == list(range(stop + 1, 25))
     assert {**updates(first), **updates(second)} == updates(straight)
+    resumed, uninterrupted = training_state(tmp_path / "checkpoint_last.pt"), training_state(
+        straight_dir / "checkpoint_last.pt")
+    assert resumed["meters"] and {key for key, _ in resumed["meters"]} == {"train", "train_inner", "valid"}
+    for part in uninterrupted:
+        assert resumed[part] == uninterrupted[part], part
+
+
+def test_relaunching_a_finished_training_leaves_its_checkpoint_as_it_is(data, straight_run, tmp_path):
+    """fairseq alone would train update 25 (lr 0: the same weights, but another update count, Adam state, data
+    position and meters), validate and save; kmlm_fairseq.compat stops it before that update."""
+    straight_dir, _ = straight_run
+    save_dir = tmp_path / "finished"
+    shutil.copytree(straight_dir, save_dir, ignore=shutil.ignore_patterns("tensorboard"))
+    before = {path.name: path.read_bytes() for path in save_dir.iterdir()}
+    log = hydra_train(data, save_dir, "optimization.max_update=24", "lr_scheduler.total_num_update=24")
+    assert "(epoch 3 @ 24 updates)" in log and "the training is complete, nothing to train" in log
+    assert not updates(log) and "Saved checkpoint" not in log
+    assert {path.name: path.read_bytes() for path in save_dir.iterdir()} == before
 
 
 def run_two_gloo_processes(data, save_dir, max_update):

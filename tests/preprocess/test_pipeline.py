@@ -8,8 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -354,29 +356,38 @@ def test_pipeline_failing_training_names_the_stage_and_shows_the_end_of_its_log(
 
 @pytest.mark.slow
 def test_pipeline_killed_during_training_and_export_resumes_to_the_same_model(trained, baseline, dumps, tmp_path):
-    """SIGKILL at random updates of the training (twice), then during the export and the evaluation: the re-run
-    continues the training from its checkpoint_last.pt and ends with the uninterrupted run's weights, export and
-    scores; a killed run never leaves a checkpoint_last.pt that does not load."""
+    """SIGKILL at random updates of the training (twice), right after its last checkpoint (before the driver records
+    the training as done: the next run relaunches a finished training), then during the export and the evaluation:
+    the re-run continues the training from its checkpoint_last.pt and ends with the uninterrupted run's weights,
+    export (its model card: update count and loss meters) and scores; a killed run never leaves a
+    checkpoint_last.pt that does not load."""
     workdir = copy_of(baseline, tmp_path)
     log, last = workdir / "checkpoints" / "train.log", workdir / "checkpoints" / "checkpoint_last.pt"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **ONE_THREAD)
     argv = [sys.executable, "-m", "preprocess.cli", "pipeline", *pipeline_argv(workdir, dumps), *MODEL_ARGS]
     rng = random.Random(11)
-    kill_points = [
-        lambda u=rng.randint(30, 70): logged_update(log, u),  # after the checkpoint of update 25
-        lambda u=rng.randint(110, 150): logged_update(log, u),  # a resumed run: it starts from update 50
-        lambda: (workdir / "checkpoints" / ".done.train.json").exists(),  # export runs next
-        lambda: (workdir / "hf" / ".done.export.json").exists(),  # eval-xlr runs next
+    finished = re.compile(rb"Saved checkpoint \S+ \(epoch \d+ @ 160 updates|the training is complete")
+    kill_points = [  # (a moment, seen in the log this run wrote so far; the longest wait after it)
+        (lambda new, u=rng.randint(30, 70): b"num_updates=%d," % u in new, 0.5),  # after the checkpoint of 25
+        (lambda new, u=rng.randint(110, 140): b"num_updates=%d," % u in new, 0.5),  # a resumed run
+        (lambda new: finished.search(new) is not None, 0.0),  # fairseq is done; the driver has not recorded it
+        (lambda new: (workdir / "checkpoints" / ".done.train.json").exists(), 1.5),  # export runs next
+        (lambda new: (workdir / "hf" / ".done.export.json").exists(), 1.5),  # eval-xlr runs next
     ]
-    for kill_point in kill_points:
+    for kill_point, longest_wait in kill_points:
+        offset = log.stat().st_size if log.exists() else 0
         process = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        wait_for(kill_point, process)
-        time.sleep(rng.uniform(0.0, 1.5))
+        wait_for(lambda: kill_point(log_since(log, offset)), process)
+        time.sleep(rng.uniform(0.0, longest_wait))
         os.killpg(process.pid, signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL
         assert model_weights(last)  # never half a checkpoint
-    assert log.read_text().count("No existing checkpoint found") == 1  # one start; the second run resumed
+    text = log.read_text()
+    assert text.count("No existing checkpoint found") == 1  # one start; every other run resumed
+    # a run found the training complete and took no update 161 (fairseq alone would: kmlm_fairseq/compat.py)
+    assert re.search(r"Loaded checkpoint \S+ \(epoch \d+ @ 160 updates\).*?the training is complete", text, re.S)
+    assert "num_updates=161" not in text
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert ran_stages(result.stderr) == {"eval-xlr"}
@@ -384,8 +395,12 @@ def test_pipeline_killed_during_training_and_export_resumes_to_the_same_model(tr
     assert not list(workdir.rglob("*.tmp-*")), "a killed stage's temp files were left behind"
 
 
-def logged_update(log, update):
-    return log.exists() and f"num_updates={update}," in log.read_text()
+def log_since(log, offset):
+    if not log.exists():
+        return b""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return f.read()
 
 
 def ran_stages(driver_log):
@@ -398,6 +413,45 @@ def wait_for(condition, process, timeout=300):
         assert process.poll() is None, "the pipeline ended before the moment to kill it"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_stage_log_holds_each_line_as_soon_as_the_stage_prints_it(tmp_path):
+    """The driver writes a stage's log (train.log) line by line: a killed driver loses none of it, and a reader (the
+    kill points above) sees the run as it is, not as it was a buffer ago. The stage prints a line, then waits until
+    the line is in the log (or 30 s)."""
+    log, release = tmp_path / "stage.log", tmp_path / "release"
+    stage = (f"import os, time\nprint('update 1', flush=True)\ndeadline = time.monotonic() + 30\n"
+             f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline: time.sleep(0.01)")
+    seen = []
+
+    def release_when_logged():
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            seen.extend([True] if log.exists() and b"update 1\n" in log.read_bytes() else [])
+            time.sleep(0.01)
+        release.touch()
+
+    watcher = threading.Thread(target=release_when_logged)
+    watcher.start()
+    status = execute.run_logged([sys.executable, "-c", stage], SimpleNamespace(log="stage.log", echo=None), tmp_path)
+    watcher.join()
+    assert status == 0 and seen, "the line reached the log only when the stage ended"
+
+
+def test_a_resumed_training_starts_without_the_temp_files_of_the_killed_run(tmp_path):
+    """A resumable step keeps its directory; what the killed run was writing when it died goes: the traced run's
+    list of code, the plugin's copy to checkpoint_last.pt, fairseq's checkpoint being saved."""
+    step = plan.Step("train", "checkpoints", ("task.data=DATA",), resumable=True, first_launch_argv=("+init=x",))
+    record = {"fingerprint": "same settings"}
+    fingerprint.write_marker({**record, "code": fingerprint.code_state(["preprocess/pipeline/execute.py"])},
+                             step.started_marker(tmp_path))
+    directory = tmp_path / "checkpoints"
+    kept = {"checkpoint_last.pt", "checkpoint_1_125.pt", "train.log", ".started.train.json"}
+    for name in kept - {".started.train.json"} | {".code.train.json.tmp-7", "checkpoint_last.pt.tmp-8",
+                                                  "checkpoint_1_150.pt.tmp"}:
+        (directory / name).write_bytes(b"x")
+    assert execute.start_or_resume(step, record, tmp_path) == step.argv  # resumed, not started over
+    assert {path.name for path in directory.iterdir()} == kept
 
 
 def test_traced_run_keeps_the_exit_status_and_lists_our_modules_even_into_a_new_directory(tmp_path):
