@@ -48,8 +48,11 @@ shards in order into tables byte-identical to a single run.
 """
 import argparse
 import contextlib
+import gc
+import itertools
 import json
 import logging
+import operator
 import re
 import sys
 import time
@@ -58,7 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from msgspec.structs import astuple
 from tqdm import tqdm
 
@@ -105,8 +110,12 @@ WHITESPACE, COMMA, BRACKETS = b" \t\r", ord(","), b"[]"
 
 
 # --- The part of a dump entity that is read; every other field is skipped by the decoder. -----------------------
-class Term(msgspec.Struct, gc=False):
+class Term(msgspec.Struct, gc=False, frozen=True):
     value: str
+
+
+NO_TERM = Term(None)  # the default of an absent language: its value reads as None without a test per entity
+VALUE = operator.attrgetter("value")
 
 
 class EntityValue(msgspec.Struct, gc=False, rename={"numeric_id": "numeric-id", "entity_type": "entity-type"}):
@@ -152,8 +161,9 @@ def entity_struct(codes):
     """
     names = [f"v{i}" for i in range(len(codes))]
     rename = dict(zip(names, codes))
-    terms = msgspec.defstruct("Terms", [(n, Term | None, None) for n in names], rename=rename, gc=False)
-    term_lists = msgspec.defstruct("TermLists", [(n, list[Term] | None, None) for n in names], rename=rename)
+    terms = msgspec.defstruct("Terms", [(n, Term | None, NO_TERM) for n in names], rename=rename, gc=False)
+    term_lists = msgspec.defstruct("TermLists", [(n, list[Term] | None, ()) for n in names], rename=rename,
+                                   gc=False)
     return msgspec.defstruct("Entity", [
         ("id", str),
         ("type", str),
@@ -175,11 +185,12 @@ class ParseConfig:
 @dataclass
 class BadLine:
     path: str
-    line: int | None
+    index: int  # 0-based, in its block; the reading process sets ``line`` (it knows the blocks before)
     offset: int
     reason: str
     detail: str
     text: str
+    line: int | None = None
 
     def __str__(self):
         where = f"line {self.line:,} (byte {self.offset:,})" if self.line is not None else f"byte {self.offset:,}"
@@ -191,6 +202,7 @@ class BlockResult:
     entities: pa.RecordBatch
     triples: pa.RecordBatch
     counts: Counter
+    first_line: int | None  # the block's (text_blocks.Block.first_line)
     bad_lines: list = field(default_factory=list)
 
 
@@ -202,14 +214,30 @@ class BlockParser:
     def __init__(self, config):
         self.config = config
         codes, self.variant_indexes = language_codes(config.languages)
-        self.no_terms = (None,) * len(codes)
+        self.no_terms = (NO_TERM,) * len(codes)  # an empty term map may be [] in old dumps
+        self.no_term_lists = ((),) * len(codes)
         self.entity_decoder = msgspec.json.Decoder(entity_struct(codes))
         self.entities_schema = entities_schema(config.languages)
 
     def __call__(self, block):
+        """A ``text_blocks.Block`` or ``BlockRef`` (read here) -> BlockResult."""
+        block = block.load()
+        # The decoded entities hold no reference cycles: the cyclic collector, triggered by their many lists
+        # and dicts, would only rescan them (about a fifth of the parsing time). They are freed before it is
+        # back on, so it never sees them.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self.parse_block(block)
+        finally:
+            self.kept = self.ids_in_block = self.triple_columns = None
+            if collecting:
+                gc.enable()
+
+    def parse_block(self, block):
         counts, bad_lines = Counter(), []
         self.kept, self.ids_in_block, self.triple_columns = [], set(), ([], [], [])
-        data, view, line_no, pos = block.data, memoryview(block.data), block.first_line, 0
+        data, view, index, pos = block.data, memoryview(block.data), 0, 0
         while pos < len(data):
             newline = data.find(b"\n", pos)
             newline = len(data) if newline < 0 else newline
@@ -218,15 +246,14 @@ class BlockParser:
                 counts[reason[0]] += 1
                 if len(bad_lines) < LOGGED_BAD_LINES:
                     text = data[pos:pos + 100].split(b"\n")[0].decode("utf-8", "replace")
-                    bad_lines.append(BadLine(block.path, line_no, block.offset + pos, reason[0], reason[1], text))
-            counts["lines"] += 1
+                    bad_lines.append(BadLine(block.path, index, block.offset + pos, reason[0], reason[1], text))
+            index += 1
             pos = newline + 1
-            if line_no is not None:
-                line_no += 1
+        counts["lines"] += index
         counts["bytes"] += len(data)
         triples = pa.RecordBatch.from_arrays([pa.array(col, pa.string()) for col in self.triple_columns],
                                              schema=TRIPLES_SCHEMA)
-        return BlockResult(self.entity_batch(self.kept), triples, counts, bad_lines)
+        return BlockResult(self.entity_batch(self.kept), triples, counts, block.first_line, bad_lines)
 
     def parse_line(self, line, counts):
         """Decode one line (without its newline) and extract it; None, or (skip reason, detail) if it is bad."""
@@ -280,19 +307,29 @@ class BlockParser:
 
     def entity_batch(self, entities):
         """The entities table rows of ``entities``: id, kind, then per language its label, aliases, description,
-        each from the first variant of the language that has one. Built column by column (faster than rows)."""
-        no_terms = self.no_terms  # an empty term map may be [] in old dumps
-        labels = [no_terms if isinstance(e.labels, list) else astuple(e.labels) for e in entities]
-        aliases = [no_terms if isinstance(e.aliases, list) else astuple(e.aliases) for e in entities]
-        descriptions = [no_terms if isinstance(e.descriptions, list) else astuple(e.descriptions) for e in entities]
-        columns = [[e.id for e in entities], [e.type for e in entities]]
+        each from the first variant of the language that has one. Built column by column, each with C-level
+        loops (map, zip, Arrow kernels) rather than a Python loop per entity."""
+        labels = self.by_code(entities, "labels", self.no_terms)
+        descriptions = self.by_code(entities, "descriptions", self.no_terms)
+        aliases = self.by_code(entities, "aliases", self.no_term_lists)
+        columns = [pa.array(list(map(ENTITY_ID, entities)), pa.string()),
+                   pa.array(list(map(ENTITY_TYPE, entities)), pa.string())]
         for variants in self.variant_indexes:
-            columns.append([None if t is None else t.value for t in _pick(labels, variants)])
-            columns.append([[a.value for a in ts] if ts else [] for ts in _pick(aliases, variants)])
-            columns.append([None if t is None else t.value for t in _pick(descriptions, variants)])
-        return pa.RecordBatch.from_arrays(
-            [pa.array(col, type=f.type) for col, f in zip(columns, self.entities_schema)], schema=self.entities_schema
-        )
+            columns.append(_first_present([_term_array(labels[i]) for i in variants]))
+            columns.append(_first_nonempty([_term_list_array(aliases[i]) for i in variants]))
+            columns.append(_first_present([_term_array(descriptions[i]) for i in variants]))
+        return pa.RecordBatch.from_arrays(columns, schema=self.entities_schema)
+
+    def by_code(self, entities, field, empty):
+        """Per language code, the tuple of the entities' terms (or term lists) in that code."""
+        if not entities:
+            return [()] * len(empty)
+        maps = list(map(operator.attrgetter(field), entities))
+        try:
+            rows = list(map(astuple, maps))
+        except TypeError:  # some map is [] (old dumps)
+            rows = [empty if type(terms) is list else astuple(terms) for terms in maps]
+        return list(zip(*rows))
 
     def add_triples(self, head, claims, counts):
         entity_ids, relation_ids = self.config.entity_ids, self.config.relation_ids
@@ -300,7 +337,11 @@ class BlockParser:
         for relation, statements in claims.items():
             relation_kept = relation_ids is None or relation in relation_ids
             for statement in statements:
-                tail = self.item_value(statement.mainsnak)
+                snak = statement.mainsnak
+                value = snak.datavalue
+                if value is None or value.type != ENTITY_VALUE or snak.snaktype != "value":
+                    continue  # most statements that are not triples end here, without a call
+                tail = item_id(value.value)
                 if tail is None:
                     continue
                 if statement.rank == "deprecated":
@@ -312,28 +353,56 @@ class BlockParser:
                     relations.append(relation)
                     tails.append(tail)
 
-    def item_value(self, snak):
-        """The item id ("Q5") a main snak points to, or None (no value, or a value that is not an item)."""
-        value = snak.datavalue
-        if snak.snaktype != "value" or value is None or value.type != "wikibase-entityid":
-            return None
-        target = value.value
-        if type(target) is not EntityValue:
-            return None
-        if target.entity_type is None and target.id is not None:
-            return target.id if target.id[:1] == "Q" else None
-        if target.entity_type != ITEM:
-            return None
-        if target.id is not None:
-            return target.id
-        return None if target.numeric_id is None else f"Q{target.numeric_id}"
+
+ENTITY_ID, ENTITY_TYPE, ENTITY_VALUE = operator.attrgetter("id"), operator.attrgetter("type"), "wikibase-entityid"
 
 
-def _pick(term_tuples, variants):
-    """Per entity, the value of the first variant (index into its term tuple) that is present (not None/empty)."""
-    if len(variants) == 1:
-        return [terms[variants[0]] for terms in term_tuples]
-    return [next((terms[i] for i in variants if terms[i]), None) for terms in term_tuples]
+def item_id(target):
+    """The item id ("Q5") an entity-valued main snak's value points to, or None (a value that is not an item)."""
+    if type(target) is not EntityValue:
+        return None
+    if target.entity_type is None and target.id is not None:
+        return target.id if target.id[:1] == "Q" else None
+    if target.entity_type != ITEM:
+        return None
+    if target.id is not None:
+        return target.id
+    return None if target.numeric_id is None else f"Q{target.numeric_id}"
+
+
+def _term_array(terms):
+    """The values of a tuple of Terms (``NO_TERM`` or None: null) as an Arrow string array."""
+    try:
+        values = list(map(VALUE, terms))
+    except AttributeError:  # an explicit null in the dump
+        values = [None if term is None else term.value for term in terms]
+    return pa.array(values, pa.string())
+
+
+def _term_list_array(term_lists):
+    """A tuple of lists of Terms (None: empty) as an Arrow list-of-strings array."""
+    try:
+        lengths = np.fromiter(map(len, term_lists), dtype=np.int32, count=len(term_lists))
+    except TypeError:  # an explicit null in the dump
+        term_lists = [() if terms is None else terms for terms in term_lists]
+        lengths = np.fromiter(map(len, term_lists), dtype=np.int32, count=len(term_lists))
+    offsets = np.zeros(len(term_lists) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.array(list(map(VALUE, itertools.chain.from_iterable(term_lists))), pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _first_present(arrays):
+    """Per row, the first of ``arrays`` (one per language variant) that is not null."""
+    return arrays[0] if len(arrays) == 1 else pc.coalesce(*arrays)
+
+
+def _first_nonempty(arrays):
+    """Per row, the first of ``arrays`` (lists, one per language variant) that is not empty."""
+    chosen = arrays[-1]
+    for array in reversed(arrays[:-1]):
+        chosen = pc.if_else(pc.greater(pc.list_value_length(array), 0), array, chosen)
+    return chosen
 
 
 def parse_blocks(blocks, config, workers):
@@ -413,11 +482,13 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
     out_dir = Path(output) if shard is None else Path(output) / SHARDS_DIR / shard_dir_name(*shard)
     summary_path = remove_previous_outputs(out_dir)
 
-    started, counts, first = time.perf_counter(), Counter(), FirstOccurrence()
+    started, counts, first, next_line = time.perf_counter(), Counter(), FirstOccurrence(), None
     with table_writers(out_dir, config.languages) as (entities_out, triples_out), _progress_bar(reads) as on_read:
-        blocks = (b for r in reads for b in text_blocks.iter_blocks(r.path, chunk_bytes, r.start, r.end, on_read))
+        blocks = (b for r in reads for b in text_blocks.iter_block_refs(r.path, chunk_bytes, r.start, r.end, on_read))
         for result in parse_blocks(blocks, config, workers):
-            _log_bad_lines(result, seen_before=sum(counts[r] for r in SKIP_REASONS))
+            first_line = next_line if result.first_line == text_blocks.FOLLOWS else result.first_line
+            next_line = None if first_line is None else first_line + result.counts["lines"]
+            _log_bad_lines(result, first_line, seen_before=sum(counts[r] for r in SKIP_REASONS))
             counts.update(result.counts)
             entities, duplicate_ids = first.drop_seen(result.entities)
             triples = drop_heads(result.triples, duplicate_ids)
@@ -443,9 +514,11 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
     return summary
 
 
-def _log_bad_lines(result, seen_before):
-    """Log the first LOGGED_BAD_LINES bad lines of the run (the rest are only counted)."""
+def _log_bad_lines(result, first_line, seen_before):
+    """Log the first LOGGED_BAD_LINES bad lines of the run (the rest are only counted), with their line numbers
+    when the block's first line is known."""
     for bad in result.bad_lines[:max(0, LOGGED_BAD_LINES - seen_before)]:
+        bad.line = None if first_line is None else first_line + bad.index
         logger.warning("skipped %s", bad)
     if seen_before <= LOGGED_BAD_LINES < seen_before + sum(result.counts[r] for r in SKIP_REASONS):
         logger.warning("more than %d bad lines: the rest are counted, not shown", LOGGED_BAD_LINES)
