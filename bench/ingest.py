@@ -193,7 +193,7 @@ def profile(dump, languages=DEFAULT_LANGUAGES):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=float, default=400, help="dump size in MB (default: %(default)s)")
+    parser.add_argument("--size-mb", type=float, default=1000, help="dump size in MB (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parser processes (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of the three runs, alternating; the best of each counts (default: %(default)s)")

@@ -36,10 +36,14 @@ offset, and the final log line gives the counts. A truncated or corrupt compress
 error naming the file and how far it got; the tables are written to temporary files and renamed only when
 complete, so a failed run leaves no table that looks complete.
 
-Speed: one reader process decompresses (``preprocess.core.text_blocks``: isal for gzip, lbzip2 for bzip2) and cuts
-the stream into blocks of whole lines; ``--workers`` parser processes decode them with msgspec typed Structs that
-name only the used fields (unused ones are skipped without building Python objects; DESIGN.md §4): ~3x a
-ujson line loop on one core, tables included (bench/ingest.py).
+Speed: the reading process cuts the input into blocks of whole lines; ``--workers`` parser processes decode them
+with msgspec typed Structs that name only the used fields (unused ones are skipped without building Python
+objects; DESIGN.md §4), with the cyclic garbage collector paused, and build the table columns with C-level loops;
+the reading process writes the results in block order. An uncompressed dump's blocks are handed over by position
+and each parser reads its own (``text_blocks.iter_block_refs``): the reading process then only plans and writes,
+so the parsers can use every core. A compressed dump is decompressed by the reading process (isal for gzip,
+lbzip2 for bzip2), whose bytes then go to the parsers through pipes: one decompression stream is the limit there.
+bench/ingest.py measures it (and says where the time goes).
 
 Sharding (SLURM arrays, ``run/slurm/ingest.sbatch``): ``--shard I/N`` reads only the lines whose first byte lies
 in the I-th of N byte ranges of the decompressed stream (see ``preprocess.core.text_blocks`` for how compressed input
@@ -570,7 +574,8 @@ def add_arguments(parser):
                         help="languages of the label/aliases/description columns, comma or space separated "
                              f"(default: %(default)s); zh falls back through {', '.join(LANGUAGE_FALLBACKS['zh'])}")
     parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="parser processes beside the reader; 1 parses in the reading process "
+                        help="parser processes beside the reading process; 1 parses in the reading process; for "
+                             "an uncompressed dump the reading process is nearly idle, so use every CPU "
                              "(default: usable CPUs - 1 = %(default)s)")
     parser.add_argument("--entity-list", type=Path, metavar="FILE",
                         help="keep only triples whose head and tail are listed, and only the listed items")
