@@ -1,16 +1,44 @@
-"""Benchmark ``kmlm-preprocess ingest`` against a straightforward ``ujson.loads`` line loop.
+"""Benchmark ``kmlm-preprocess ingest`` against a straightforward ``ujson.loads`` line loop, on 1 and on N workers.
 
-Builds an uncompressed dump of ``--size-mb`` MB in a temporary directory by replicating the bundled real entities
-(tests/data/*.json.bz2) under new ids, then times on it, in this process:
-  - our ingest with 1 worker (parsing in the reading process) and with ``--workers`` parser processes, each
-    writing both Parquet tables;
+The dump (``build_dump``): ``--size-mb`` MB (default 1 GB) in the real dump layout, uncompressed, made of the 100
+real current-format items of tests/data/opentapioca_sample_items.json.bz2 (claims with qualifiers and references,
+labels and sitelinks in hundreds of languages) over and over, each copy with a fresh id (Q100000000+), each main
+snak given the ``hash`` current dumps carry, alternately in two entity shapes: the one of Special:EntityData and
+the 2021 examples (``pageid``, ``ns``, ``title``, ``lastrevid``, ``modified`` first) and the one of the dump lines
+(``type``, ``id``, ..., ``sitelinks``, then ``lastrevid``); compact separators and \\u escapes as in the real 2014
+dump of tests/data. The samples are famous items (~100 kB each); a real dump averages ~14 kB (1.5 TB / ~110M
+entities), so most copies keep only a random share of the statement groups, sitelinks and other-language terms
+(KEEP_FRACTIONS; the ten languages' terms are always kept): mean ~14.4 kB per entity.
+
+Timed, in this process, ``--rounds`` times in turn (the best of each counts):
   - a ujson loop extracting the same fields (labels/aliases/descriptions in 10 languages with the zh fallback,
-    non-deprecated item-valued statements of items) into Python lists, writing nothing.
-Prints MB/s of dump JSON and the ratios (target: >= 3x the ujson loop on one worker; DESIGN.md §4), by wall
-clock and, for the single-process runs, by this process's CPU time (robust to other load on the machine).
+    non-deprecated item-valued statements of items) into Python lists, writing nothing;
+  - our ingest with 1 worker (parsing in the reading process), writing both Parquet tables;
+  - our ingest with ``--workers`` parser processes (the forkserver that starts them is started once per process,
+    in the first round).
+Prints MB/s of dump JSON, the ratios (targets: >= 3x the ujson loop on one worker; 2 workers >= 1.8x one worker
+on 2 cores), by wall clock and, for the single-process runs, by CPU time (steadier on a shared machine), and
+checks that the tables of 1 and N workers are byte-identical.
 
-    python bench/ingest.py                  # 200 MB
-    python bench/ingest.py --size-mb 20     # a quick check
+Where the time goes (``--profile``; CPU seconds for the 1 GB dump, best of 3, measured at load average ~6 on the
+2-core VM, so all inflated alike):
+  reading 8 MB blocks in the reading process (``iter_blocks``)            1.00 s
+  handing them to a worker: pickle + pipe + unpickle of the bytes         0.67 s
+  planning by position + reading in the worker (``iter_block_refs``)      0.59 s
+  msgspec decoding alone                                                  2.50 s
+  parsing: decoding + triples + entity columns (BlockParser)             5.07 s
+  results back to the writer: pickle + unpickle                           0.09 s
+  writing both Parquet tables (zstd)                                      0.13 s
+So before this change the reading process itself spent ~1.7 s per GB on reading and handing over bytes, a third
+of the parsing work, while also writing: with 2 workers it was the bottleneck (1.11x one worker, issue 17). The
+parsers now read their own blocks of an uncompressed dump, and the reading process is left ~0.2 s per GB
+(results and Parquet). In the parser, decoding is half; the rest was the cyclic garbage collector rescanning the
+decoded entities (~20%: paused while parsing), a Python loop per entity and term when building the columns
+(now map/zip and Arrow's coalesce/if_else) and a call per statement (now only for entity-valued ones).
+
+    python bench/ingest.py                          # 1 GB, 3 rounds
+    python bench/ingest.py --size-mb 100 --rounds 1 # a quick check
+    python bench/ingest.py --profile                # and where the time goes
 """
 import argparse
 import bz2
