@@ -42,19 +42,33 @@ print("GPUs:", ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda
 '
 WORK="${KMLM_GPU_CHECK_DIR:-$(mktemp -d -t kmlm-gpu-check-XXXXXX)}"
 DATA="$WORK/DATA"
+mkdir -p "$WORK"
 
 say "1/3 data from the bundled samples -> $DATA"
-"$PYTHON" -c "
+if ! "$PYTHON" -c "
 import sys
 from tests.conftest import build_training_data
 build_training_data(sys.argv[1], ('en', 'de', 'ja'))
-" "$WORK" 2>&1 | grep -v -e '^\s*$' | tail -n 3
+" "$WORK" >"$WORK/data.log" 2>&1; then
+    tail -n 30 "$WORK/data.log" >&2
+    echo "run/gpu_check.sh: FAILED: building the data (log: $WORK/data.log)" >&2
+    exit 1
+fi
+tail -n 2 "$WORK/data.log"
 
+FAILED=()
 say "2/3 the GPU tests (pytest -m gpu)"
-KMLM_GPU_CHECK_DATA="$DATA" "$PYTHON" -m pytest -p no:cacheprovider -q -rs -m gpu tests/plugin/test_gpu.py
+KMLM_GPU_CHECK_DATA="$DATA" "$PYTHON" -m pytest -p no:cacheprovider -q -rs -m gpu tests/plugin/test_gpu.py \
+    || FAILED+=("the GPU tests")
 
 say "3/3 benchmark: base model, length 128, one GPU"
 "$PYTHON" bench/train_step.py --device cuda --model base --precision "${KMLM_GPU_CHECK_PRECISION:-fp16}" \
-    --data "$DATA" --vocab-size 250002 --batch-size 100 --tokens-per-sample 128 --updates 20 --rounds 3
+    --data "$DATA" --vocab-size 250002 --batch-size 100 --tokens-per-sample 128 --updates 20 --rounds 3 \
+    || FAILED+=("the benchmark")
 
+if (( ${#FAILED[@]} )); then
+    printf -v WHAT '%s, ' "${FAILED[@]}"
+    say "FAILED: ${WHAT%, } (after $((SECONDS - STARTED)) s; data in $WORK)"
+    exit 1
+fi
 say "done in $((SECONDS - STARTED)) s (data in $WORK)"
