@@ -12,13 +12,16 @@ entities), so most copies keep only a random share of the statement groups, site
 
 Timed, in this process, ``--rounds`` times in turn (the best of each counts):
   - a ujson loop extracting the same fields (labels/aliases/descriptions in 10 languages with the zh fallback,
-    non-deprecated item-valued statements of items) into Python lists, writing nothing;
+    non-deprecated item-valued statements of items) into Python lists, writing nothing (its lists grow with the
+    dump, and the garbage collector's passes over them with it: ~73 MB/s on 100 MB, 35-53 MB/s on 1 GB here);
   - our ingest with 1 worker (parsing in the reading process), writing both Parquet tables;
   - our ingest with ``--workers`` parser processes (the forkserver that starts them is started once per process,
     in the first round).
 Prints MB/s of dump JSON, the ratios (targets: >= 3x the ujson loop on one worker; 2 workers >= 1.8x one worker
-on 2 cores), by wall clock and, for the single-process runs, by CPU time (steadier on a shared machine), and
-checks that the tables of 1 and N workers are byte-identical.
+on 2 cores), by wall clock and by CPU time (steadier on a shared machine; for N workers, of every process, sampled
+from /proc), and checks that the tables of 1 and N workers are byte-identical. The wall-clock ratio of N workers
+needs N free cores; their CPU time says what the parallel path costs whatever else runs: N x CPU(1) / CPU(N) is
+the speed-up N idle cores would give if the work spread evenly.
 
 Where the time goes (``--profile``; CPU seconds for the 1 GB dump, best of 3, measured at load average ~6 on the
 2-core VM, so all inflated alike):
@@ -58,6 +61,7 @@ from preprocess.core import text_blocks
 from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, table_writers
 from preprocess.core.languages import DEFAULT_LANGUAGES
 from preprocess.stages.ingest import LANGUAGE_FALLBACKS, BlockParser, ParseConfig, ingest
+from process_tree import TreeSampler  # bench/, the script's directory
 
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "opentapioca_sample_items.json.bz2"
 # Share of statement groups, sitelinks and other-language terms each copy keeps, cycled: a few whole famous items,
@@ -178,6 +182,16 @@ def timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
+def timed_tree(fn):
+    """``timed``, the CPU time including every descendant process (worker pools, the forkserver's increase)."""
+    sampler = TreeSampler(os.getpid(), interval=0.05, rescan=10)
+    sampler.start()
+    wall, cpu, result = timed(fn)
+    sampler.stopped.set()
+    sampler.join()
+    return wall, cpu + sampler.descendant_cpu_since_start(), result
+
+
 def profile(dump, languages=DEFAULT_LANGUAGES):
     """CPU seconds of each part of ingest, each on the whole dump in this process (best of 3)."""
     def best(fn):
@@ -239,7 +253,7 @@ def main():
         times = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name, run in runs.items():
-                wall, cpu, result = timed(run)
+                wall, cpu, result = (timed_tree if name == "n" else timed)(run)
                 times[name].append((wall, cpu))
                 if name == "ujson":
                     n_rows, n_triples = result
@@ -264,6 +278,9 @@ def main():
           f"({wall['ujson'] / wall['n']:4.2f}x)")
     print(f"{args.workers} workers / 1 worker (wall): {wall['1'] / wall['n']:.2f}x (target >= 1.8x with 2 workers on 2 "
           f"cores); tables byte-identical: {identical}")
+    print(f"CPU time of all processes: 1 worker {cpu['1']:.2f} s, {args.workers} workers {cpu['n']:.2f} s: with "
+          f"{args.workers} idle cores at most {args.workers * cpu['1'] / cpu['n']:.2f}x one worker (what the "
+          f"parallel path adds, whatever the load; the wall-clock ratio above needs the cores free)")
 
 
 if __name__ == "__main__":

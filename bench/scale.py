@@ -43,7 +43,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -62,6 +61,7 @@ from preprocess.core.formats.tables import (  # noqa: E402
     table_writers,
 )
 from preprocess.core.languages import DEFAULT_LANGUAGES  # noqa: E402
+from process_tree import TreeSampler  # noqa: E402  (bench/, the script's directory)
 
 SAMPLES = [ROOT / "tests" / "data" / name for name in ("opentapioca_sample_items.json.bz2",
                                                        "wikibrain_2014_testdump.json.bz2")]
@@ -187,49 +187,6 @@ finally:
         json.dump({"cpu": usage.ru_utime + usage.ru_stime, "max_rss": usage.ru_maxrss * 1024}, f)
 sys.exit(status)
 """
-CLOCK_TICKS, PAGE_SIZE = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
-
-
-def process_table():
-    """{pid: (parent pid, RSS bytes, CPU seconds)} of every process, from /proc."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:  # it ended meanwhile
-            continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[21]) * PAGE_SIZE,
-                                  (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
-    return table
-
-
-class TreeSampler(threading.Thread):
-    """Samples a process tree every ``interval`` s: the largest summed RSS, the last CPU time of each descendant."""
-
-    def __init__(self, pid, interval=0.2):
-        super().__init__(daemon=True)
-        self.pid, self.interval, self.stopped = pid, interval, threading.Event()
-        self.peak_rss, self.descendant_cpu = 0, {}
-
-    def run(self):
-        while not self.stopped.is_set():
-            table = process_table()
-            tree, frontier = {self.pid}, [self.pid]
-            while frontier:
-                parent = frontier.pop()
-                children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent and pid not in tree]
-                tree.update(children)
-                frontier += children
-            self.peak_rss = max(self.peak_rss, sum(table[pid][1] for pid in tree if pid in table))
-            for pid in tree - {self.pid}:
-                if pid in table:
-                    self.descendant_cpu[pid] = table[pid][2]
-            self.stopped.wait(self.interval)
-
-
 def directory_bytes(path):
     path = Path(path)
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
