@@ -15,7 +15,10 @@ Both paths start from the same text file and end in byte-identical ``train.bin/.
            ``fairseq-preprocess --only-source --srcdict dict.txt --workers W``;
   ours:    ``kmlm-preprocess plain --backend direct --workers W`` (sentencepiece ids -> NumPy lookup -> one write).
 Printed: lines per second (wall) and per CPU-second of fairseq-preprocess alone, of the whole fairseq path and of
-ours, and the ratios (target >= 20x). With ``--spm-threads T`` a second round follows on the same files: ours with
+ours, and the ratios (target: fairseq-preprocess / ours >= 20x by CPU time at 1M lines). And the limit of this
+path: sentencepiece's own batch encoding of the same lines, ``SentencePieceProcessor.encode(lines)`` on one thread
+(ids only: no reading, no valid split, no dictionary lookup, nothing written), against which ours is at most 1.5x
+by CPU time (target). With ``--spm-threads T`` a second round follows on the same files: ours with
 ``--workers W --spm-threads T`` against ``fairseq-preprocess --workers W*T`` (the same core count each).
 On a shared machine the CPU-time figures are the steadier ones: the two runs happen minutes apart under different
 load. Run it once: the machine is shared.
@@ -106,6 +109,15 @@ def fairseq_preprocess(pieces, dict_path, destdir, workers):
                     "--dataset-impl", "mmap"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def spm_batch_encode(tokenizer, source, chunk=100_000):
+    """sentencepiece's own batch encoding of every line (as str, one thread), chunk by chunk, results dropped."""
+    with open(source, encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for _, line in zip(range(chunk), f)]
+        while lines:
+            tokenizer.sp.encode(lines, num_threads=1)
+            lines = [line.rstrip("\n") for _, line in zip(range(chunk), f)]
+
+
 def check_identical(data, fairseq_dir):
     for ext in ("bin", "idx"):
         ours_file, reference = data / "plain" / "en" / f"train.{ext}", fairseq_dir / f"train.{ext}"
@@ -167,8 +179,15 @@ def main():
     encode = timed(spm_encode_to_file, tokenizer, text, workdir / "pieces.txt")
     preprocess = timed(fairseq_preprocess, workdir / "pieces.txt", data / DICT_FILE, workdir / "fairseq", args.workers)
     check_identical(data, workdir / "fairseq")
+    limit = timed(spm_batch_encode, tokenizer, text)
     print(f"round 1: ours --workers {args.workers} --spm-threads 1; fairseq-preprocess --workers {args.workers}")
     report(args.lines, args.workers == 1, ours, preprocess, encode)
+    print(f"  sentencepiece batch encode alone:  {args.lines / limit[0]:>10,.0f} lines/s ({limit[0]:6.1f} s wall), "
+          f"{args.lines / limit[1]:>9,.0f} lines/CPU-s ({limit[1]:6.1f} s)")
+    if args.workers == 1:
+        print(f"  fairseq-preprocess / ours, CPU time: {preprocess[1] / ours[1]:.1f}x (target >= 20x at 1M lines); "
+              f"ours / sentencepiece batch encode, CPU time: {ours[1] / limit[1]:.2f}x (target <= 1.5x); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.spm_threads > 1:
         cores = args.workers * args.spm_threads
         ours = timed(binarize_plain, [("en", text)], data, tokenizer, DIRECT, valid_fraction=0,

@@ -57,6 +57,42 @@ def build_real_binarized(root, languages):
     return data
 
 
+def build_training_data(root, languages):
+    """``build_real_binarized`` plus the plain-text stream (the reasoning samples' words, one sample a line, per
+    language): all three streams of the training, from the bundled samples only; returns the DATA directory."""
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    data = build_real_binarized(root, languages)
+    lines = {lang: [] for lang in languages}
+    for row in pq.read_table(root / "reasoning" / "reasoning.parquet").to_pylist():
+        lines[row["lang"]].append(" ".join(span["text"] for span in row["spans"]) + " .")
+    for lang, text in lines.items():
+        (root / f"{lang}.txt").write_text("\n".join(text) + "\n")
+    run_stage("plain", *(f"{lang}={root / f'{lang}.txt'}" for lang in languages), "-o", data, "--workers", 1)
+    return data
+
+
+@pytest.fixture(scope="session")
+def bundled_training_data(tmp_path_factory):
+    """``build_training_data`` in en, de, ja, made once per test session (the plugin tests on real data share it)."""
+    return build_training_data(tmp_path_factory.mktemp("bundled-training-data"), ("en", "de", "ja"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason, where torch sees no CUDA device."""
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        reason = pytest.mark.skip(reason=f"needs a CUDA GPU: torch {torch.__version__} ({build}) sees none")
+        for item in gpu_tests:
+            item.add_marker(reason)
+
+
 @pytest.fixture(autouse=True)
 def drop_log_handlers_of_closed_streams():
     """A CLI main() called in-process points the root logger at the test's captured stderr; once that is closed,

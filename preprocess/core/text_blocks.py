@@ -6,7 +6,11 @@ bzip2 with ``lbzip2 -dc`` in a subprocess when it is on PATH (multi-threaded), P
 
 Output: ``Block``s, each holding whole lines (a block ends with ``\\n`` except the very last line of a file that
 lacks one), the block's byte offset in the decompressed stream and the number of its first line (1-based), so a
-parser can report where a bad line is.
+parser can report where a bad line is. ``iter_block_refs`` gives, for an uncompressed file, ``BlockRef``s instead:
+where the block lies, for the process that parses it to read it itself (``load``), so that the bytes of a dump do
+not pass through the process that plans the blocks (one read instead of a read, a pickling, a pipe and an
+unpickling); only the first block of a read knows its first line number, the others follow the previous one
+(``FOLLOWS``: the consumer adds up the blocks' line counts).
 
 Shards: ``shard_reads`` splits the *decompressed* stream (of all inputs, one after the other) into N byte ranges;
 a shard owns the lines whose first byte lies in its range, so every line belongs to exactly one shard wherever
@@ -38,12 +42,35 @@ ESTIMATE_PREFIX_BYTES = 8 << 20
 _DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, isal_zlib.error)
 
 
+FOLLOWS = -1  # Block.first_line: the line after the last one of the previous block of the same read
+
+
 @dataclass
 class Block:
     path: str
     offset: int  # byte offset of data[0] in the decompressed stream
-    first_line: int | None  # 1-based number of the first line, None when unknown (a shard that seeked)
+    first_line: int | None  # 1-based number of the first line, None when unknown (a shard that seeked), or FOLLOWS
     data: bytes
+
+    def load(self):
+        return self
+
+
+@dataclass
+class BlockRef:
+    """A block of whole lines of an uncompressed file, by position: ``load()`` reads it."""
+    path: str
+    offset: int
+    size: int
+    first_line: int | None
+
+    def load(self):
+        with open(self.path, "rb") as f:
+            data = os.pread(f.fileno(), self.size, self.offset)
+        if len(data) != self.size:
+            raise UserFacingError(f"{self.path} shrank while it was read: {self.size:,} bytes expected at byte "
+                                  f"{self.offset:,}, {len(data):,} found")
+        return Block(self.path, self.offset, self.first_line, data)
 
 
 def detect_format(path):
@@ -176,6 +203,40 @@ def _line_start_at_or_after(data, pos):
         return 0
     newline = data.find(b"\n", pos - 1)
     return len(data) if newline < 0 else newline + 1
+
+
+def iter_block_refs(path, block_size=8 << 20, start=0, end=None, progress=None):
+    """``iter_blocks``, except that an uncompressed file's blocks are ``BlockRef``s (compressed ones: ``Block``s).
+
+    Only line ends near the block boundaries are looked for here; ``progress`` is told each block's size.
+    """
+    if detect_format(path) != PLAIN:
+        yield from iter_blocks(path, block_size, start, end, progress)
+        return
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        first = _next_line_start(f, start, size)
+        last = size if end is None else _next_line_start(f, end, size)
+        first_line = 1 if first == 0 else None
+        while first < last:
+            cut = min(last, _next_line_start(f, first + block_size, size))
+            if progress is not None:
+                progress(cut - first)
+            yield BlockRef(str(path), first, cut - first, first_line)
+            first, first_line = cut, FOLLOWS
+
+
+def _next_line_start(f, pos, size, step=1 << 16):
+    """The first line start >= pos in an open file of ``size`` bytes (``size`` if there is none)."""
+    if pos <= 0:
+        return 0
+    at = min(pos, size) - 1  # the byte before pos tells whether pos starts a line
+    while at < size:
+        newline = os.pread(f.fileno(), step, at).find(b"\n")
+        if newline >= 0:
+            return at + newline + 1
+        at += step
+    return size
 
 
 def iter_blocks(path, block_size=8 << 20, start=0, end=None, progress=None):

@@ -41,10 +41,14 @@ property id, claims given as a list; the first few logged with entity and relati
 compressed file stops the run with an error naming the file and how far it got; the tables are written to temporary
 files and renamed only when complete, so a failed run leaves no table that looks complete.
 
-Speed: one reader process decompresses (``preprocess.core.text_blocks``: isal for gzip, lbzip2 for bzip2) and cuts
-the stream into blocks of whole lines; ``--workers`` parser processes decode them with msgspec typed Structs that
-name only the used fields (unused ones are skipped without building Python objects; docs/design.md §4): ~3x a
-ujson line loop on one core, tables included (bench/ingest.py).
+Speed: the reading process cuts the input into blocks of whole lines; ``--workers`` parser processes decode them
+with msgspec typed Structs that name only the used fields (unused ones are skipped without building Python
+objects; docs/design.md §4), with the cyclic garbage collector paused, and build the table columns with C-level loops;
+the reading process writes the results in block order. An uncompressed dump's blocks are handed over by position
+and each parser reads its own (``text_blocks.iter_block_refs``): the reading process then only plans and writes,
+so the parsers can use every core. A compressed dump is decompressed by the reading process (isal for gzip,
+lbzip2 for bzip2), whose bytes then go to the parsers through pipes: one decompression stream is the limit there.
+bench/ingest.py measures it (and says where the time goes).
 
 Sharding (SLURM arrays, ``run/slurm/ingest.sbatch``): ``--shard I/N`` reads only the lines whose first byte lies
 in the I-th of N byte ranges of the decompressed stream (see ``preprocess.core.text_blocks`` for how compressed input
@@ -53,8 +57,11 @@ shards in order into tables byte-identical to a single run.
 """
 import argparse
 import contextlib
+import gc
+import itertools
 import json
 import logging
+import operator
 import re
 import sys
 import time
@@ -63,7 +70,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from msgspec.structs import astuple
 from tqdm import tqdm
 
@@ -125,8 +134,12 @@ WHITESPACE, COMMA, BRACKETS = b" \t\r", ord(","), b"[]"
 
 
 # --- The part of a dump entity that is read; every other field is skipped by the decoder. -----------------------
-class Term(msgspec.Struct, gc=False):
+class Term(msgspec.Struct, gc=False, frozen=True):
     value: str
+
+
+NO_TERM = Term(None)  # the default of an absent language: its value reads as None without a test per entity
+VALUE = operator.attrgetter("value")
 
 
 class EntityValue(msgspec.Struct, gc=False, rename={"numeric_id": "numeric-id", "entity_type": "entity-type"}):
@@ -172,8 +185,9 @@ def entity_struct(codes):
     """
     names = [f"v{i}" for i in range(len(codes))]
     rename = dict(zip(names, codes))
-    terms = msgspec.defstruct("Terms", [(n, Term | None, None) for n in names], rename=rename, gc=False)
-    term_lists = msgspec.defstruct("TermLists", [(n, list[Term] | None, None) for n in names], rename=rename)
+    terms = msgspec.defstruct("Terms", [(n, Term | None, NO_TERM) for n in names], rename=rename, gc=False)
+    term_lists = msgspec.defstruct("TermLists", [(n, list[Term] | None, ()) for n in names], rename=rename,
+                                   gc=False)
     return msgspec.defstruct("Entity", [
         ("id", str),
         ("type", str),
@@ -195,11 +209,12 @@ class ParseConfig:
 @dataclass
 class BadLine:
     path: str
-    line: int | None
+    index: int  # 0-based, in its block; the reading process sets ``line`` (it knows the blocks before)
     offset: int
     reason: str
     detail: str
     text: str
+    line: int | None = None
 
     def __str__(self):
         where = f"line {self.line:,} (byte {self.offset:,})" if self.line is not None else f"byte {self.offset:,}"
@@ -211,6 +226,7 @@ class BlockResult:
     entities: pa.RecordBatch
     triples: pa.RecordBatch
     counts: Counter
+    first_line: int | None  # the block's (text_blocks.Block.first_line)
     bad_lines: list = field(default_factory=list)
     bad_statements: list = field(default_factory=list)  # the first few malformed statements, described
 
@@ -223,15 +239,31 @@ class BlockParser:
     def __init__(self, config):
         self.config = config
         codes, self.variant_indexes = language_codes(config.languages)
-        self.no_terms = (None,) * len(codes)
+        self.no_terms = (NO_TERM,) * len(codes)  # an empty term map may be [] in old dumps
+        self.no_term_lists = ((),) * len(codes)
         self.entity_decoder = msgspec.json.Decoder(entity_struct(codes))
         self.entities_schema = entities_schema(config.languages)
 
     def __call__(self, block):
+        """A ``text_blocks.Block`` or ``BlockRef`` (read here) -> BlockResult."""
+        block = block.load()
+        # The decoded entities hold no reference cycles: the cyclic collector, triggered by their many lists
+        # and dicts, would only rescan them (about a fifth of the parsing time). They are freed before it is
+        # back on, so it never sees them.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self.parse_block(block)
+        finally:
+            self.kept = self.ids_in_block = self.triple_columns = None
+            if collecting:
+                gc.enable()
+
+    def parse_block(self, block):
         counts, bad_lines = Counter(), []
         self.kept, self.ids_in_block, self.triple_columns = [], set(), ([], [], [])
         self.bad_statements = []
-        data, view, line_no, pos = block.data, memoryview(block.data), block.first_line, 0
+        data, view, index, pos = block.data, memoryview(block.data), 0, 0
         while pos < len(data):
             newline = data.find(b"\n", pos)
             newline = len(data) if newline < 0 else newline
@@ -240,15 +272,15 @@ class BlockParser:
                 counts[reason[0]] += 1
                 if len(bad_lines) < LOGGED_BAD_LINES:
                     text = data[pos:pos + 100].split(b"\n")[0].decode("utf-8", "replace")
-                    bad_lines.append(BadLine(block.path, line_no, block.offset + pos, reason[0], reason[1], text))
-            counts["lines"] += 1
+                    bad_lines.append(BadLine(block.path, index, block.offset + pos, reason[0], reason[1], text))
+            index += 1
             pos = newline + 1
-            if line_no is not None:
-                line_no += 1
+        counts["lines"] += index
         counts["bytes"] += len(data)
         triples = pa.RecordBatch.from_arrays([pa.array(col, pa.string()) for col in self.triple_columns],
                                              schema=TRIPLES_SCHEMA)
-        return BlockResult(self.entity_batch(self.kept), triples, counts, bad_lines, self.bad_statements)
+        return BlockResult(self.entity_batch(self.kept), triples, counts, block.first_line, bad_lines,
+                           self.bad_statements)
 
     def parse_line(self, line, counts):
         """Decode one line (without its newline) and extract it; None, or (skip reason, detail) if it is bad."""
@@ -312,24 +344,35 @@ class BlockParser:
 
     def entity_batch(self, entities):
         """The entities table rows of ``entities``: id, kind, then per language its label, aliases, description,
-        each from the first variant of the language that has one. Built column by column (faster than rows)."""
-        no_terms = self.no_terms  # an empty term map may be [] in old dumps
-        labels = [no_terms if isinstance(e.labels, list) else astuple(e.labels) for e in entities]
-        aliases = [no_terms if isinstance(e.aliases, list) else astuple(e.aliases) for e in entities]
-        descriptions = [no_terms if isinstance(e.descriptions, list) else astuple(e.descriptions) for e in entities]
-        columns = [[e.id for e in entities], [e.type for e in entities]]
+        each from the first variant of the language that has one. Built column by column, each with C-level
+        loops (map, zip, Arrow kernels) rather than a Python loop per entity."""
+        labels = self.by_code(entities, "labels", self.no_terms)
+        descriptions = self.by_code(entities, "descriptions", self.no_terms)
+        aliases = self.by_code(entities, "aliases", self.no_term_lists)
+        columns = [pa.array(list(map(GET_ID, entities)), pa.string()),
+                   pa.array(list(map(GET_TYPE, entities)), pa.string())]
         for variants in self.variant_indexes:
-            columns.append([None if t is None else t.value for t in _pick(labels, variants)])
-            columns.append([[a.value for a in ts] if ts else [] for ts in _pick(aliases, variants)])
-            columns.append([None if t is None else t.value for t in _pick(descriptions, variants)])
-        return pa.RecordBatch.from_arrays(
-            [pa.array(col, type=f.type) for col, f in zip(columns, self.entities_schema)], schema=self.entities_schema
-        )
+            columns.append(_first_present([_term_array(labels[i]) for i in variants]))
+            columns.append(_first_nonempty([_term_list_array(aliases[i]) for i in variants]))
+            columns.append(_first_present([_term_array(descriptions[i]) for i in variants]))
+        return pa.RecordBatch.from_arrays(columns, schema=self.entities_schema)
+
+    def by_code(self, entities, field, empty):
+        """Per language code, the tuple of the entities' terms (or term lists) in that code."""
+        if not entities:
+            return [()] * len(empty)
+        maps = list(map(operator.attrgetter(field), entities))
+        try:
+            rows = list(map(astuple, maps))
+        except TypeError:  # some map is [] (old dumps)
+            rows = [empty if type(terms) is list else astuple(terms) for terms in maps]
+        return list(zip(*rows))
 
     def add_triples(self, head, claims, counts):
         """Append the triples of an item's statements; count every other statement by reason."""
         entity_ids, relation_ids = self.config.entity_ids, self.config.relation_ids
         heads, relations, tails = self.triple_columns
+        no_value = not_an_item = 0  # counted in locals, cheaper than a Counter update per statement
         for relation, statements in claims.items():
             if not IS_PROPERTY_ID(relation) and statements:
                 counts[MALFORMED_RELATION] += len(statements)
@@ -337,7 +380,15 @@ class BlockParser:
                 continue
             relation_kept = relation_ids is None or relation in relation_ids
             for statement in statements:
-                tail = self.item_value(statement.mainsnak, counts, head, relation)
+                snak = statement.mainsnak
+                value = snak.datavalue
+                if value is None or snak.snaktype != "value":
+                    no_value += 1
+                    continue
+                if value.type != ENTITY_VALUE:  # most statements that are not triples end here, without a call
+                    not_an_item += 1
+                    continue
+                tail = self.item_value(value.value, counts, head, relation)
                 if tail is None:
                     continue
                 if statement.rank == "deprecated":
@@ -348,18 +399,14 @@ class BlockParser:
                     heads.append(head)
                     relations.append(relation)
                     tails.append(tail)
+        if no_value:  # (no zero counts: summaries of shards add up to a single run's)
+            counts[NO_VALUE] += no_value
+        if not_an_item:
+            counts[NOT_AN_ITEM_VALUE] += not_an_item
 
-    def item_value(self, snak, counts, head, relation):
-        """The item id ("Q5") the main snak of statement ``head relation ...`` points to; None for any other
-        statement, counted by reason."""
-        value = snak.datavalue
-        if snak.snaktype != "value" or value is None:
-            counts[NO_VALUE] += 1
-            return None
-        if value.type != "wikibase-entityid":
-            counts[NOT_AN_ITEM_VALUE] += 1
-            return None
-        target = value.value
+    def item_value(self, target, counts, head, relation):
+        """The item id ("Q5") an entity value (the main snak's ``datavalue.value``) of statement ``head relation
+        ...`` points to; None for a value that is not an item, counted by reason."""
         if type(target) is not EntityValue:
             return self.malformed_value(counts, head, relation, "an entity value that is not an object")
         if target.entity_type is None:  # today's format may name the type by the id's prefix alone: Q5, P31, L5
@@ -393,11 +440,42 @@ class BlockParser:
             self.bad_statements.append(f"{entity_id}{'' if relation is None else f' {relation!r}'}: {what}")
 
 
-def _pick(term_tuples, variants):
-    """Per entity, the value of the first variant (index into its term tuple) that is present (not None/empty)."""
-    if len(variants) == 1:
-        return [terms[variants[0]] for terms in term_tuples]
-    return [next((terms[i] for i in variants if terms[i]), None) for terms in term_tuples]
+GET_ID, GET_TYPE, ENTITY_VALUE = operator.attrgetter("id"), operator.attrgetter("type"), "wikibase-entityid"
+
+
+def _term_array(terms):
+    """The values of a tuple of Terms (``NO_TERM`` or None: null) as an Arrow string array."""
+    try:
+        values = list(map(VALUE, terms))
+    except AttributeError:  # an explicit null in the dump
+        values = [None if term is None else term.value for term in terms]
+    return pa.array(values, pa.string())
+
+
+def _term_list_array(term_lists):
+    """A tuple of lists of Terms (None: empty) as an Arrow list-of-strings array."""
+    try:
+        lengths = np.fromiter(map(len, term_lists), dtype=np.int32, count=len(term_lists))
+    except TypeError:  # an explicit null in the dump
+        term_lists = [() if terms is None else terms for terms in term_lists]
+        lengths = np.fromiter(map(len, term_lists), dtype=np.int32, count=len(term_lists))
+    offsets = np.zeros(len(term_lists) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.array(list(map(VALUE, itertools.chain.from_iterable(term_lists))), pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _first_present(arrays):
+    """Per row, the first of ``arrays`` (one per language variant) that is not null."""
+    return arrays[0] if len(arrays) == 1 else pc.coalesce(*arrays)
+
+
+def _first_nonempty(arrays):
+    """Per row, the first of ``arrays`` (lists, one per language variant) that is not empty."""
+    chosen = arrays[-1]
+    for array in reversed(arrays[:-1]):
+        chosen = pc.if_else(pc.greater(pc.list_value_length(array), 0), array, chosen)
+    return chosen
 
 
 def parse_blocks(blocks, config, workers):
@@ -483,12 +561,14 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
     out_dir = Path(output) if shard is None else Path(output) / SHARDS_DIR / shard_dir_name(*shard)
     summary_path = remove_previous_outputs(out_dir)
 
-    started, counts, first = time.perf_counter(), Counter(), FirstOccurrence()
+    started, counts, first, next_line = time.perf_counter(), Counter(), FirstOccurrence(), None
     with table_writers(out_dir, config.languages) as (entities_out, triples_out), _progress_bar(reads) as on_read:
-        blocks = (b for r in reads for b in text_blocks.iter_blocks(r.path, chunk_bytes, r.start, r.end, on_read))
+        blocks = (b for r in reads for b in text_blocks.iter_block_refs(r.path, chunk_bytes, r.start, r.end, on_read))
         for result in parse_blocks(blocks, config, workers):
-            _log_bad_lines(result, seen_before=sum(counts[r] for r in SKIP_REASONS))
             _log_bad_statements(result, seen_before=sum(counts[r] for r in MALFORMED_STATEMENTS))
+            first_line = next_line if result.first_line == text_blocks.FOLLOWS else result.first_line
+            next_line = None if first_line is None else first_line + result.counts["lines"]
+            _log_bad_lines(result, first_line, seen_before=sum(counts[r] for r in SKIP_REASONS))
             counts.update(result.counts)
             entities, duplicate_ids = first.drop_seen(result.entities)
             triples = drop_heads(result.triples, duplicate_ids)
@@ -514,9 +594,11 @@ def ingest(inputs, output, languages=DEFAULT_LANGUAGES, workers=1, shard=None, e
     return summary
 
 
-def _log_bad_lines(result, seen_before):
-    """Log the first LOGGED_BAD_LINES bad lines of the run (the rest are only counted)."""
+def _log_bad_lines(result, first_line, seen_before):
+    """Log the first LOGGED_BAD_LINES bad lines of the run (the rest are only counted), with their line numbers
+    when the block's first line is known."""
     for bad in result.bad_lines[:max(0, LOGGED_BAD_LINES - seen_before)]:
+        bad.line = None if first_line is None else first_line + bad.index
         logger.warning("skipped %s", bad)
     if seen_before <= LOGGED_BAD_LINES < seen_before + sum(result.counts[r] for r in SKIP_REASONS):
         logger.warning("more than %d bad lines: the rest are counted, not shown", LOGGED_BAD_LINES)
@@ -576,7 +658,8 @@ def add_arguments(parser):
                         help="languages of the label/aliases/description columns, comma or space separated "
                              f"(default: %(default)s); zh falls back through {', '.join(LANGUAGE_FALLBACKS['zh'])}")
     parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="parser processes beside the reader; 1 parses in the reading process "
+                        help="parser processes beside the reading process; 1 parses in the reading process; for "
+                             "an uncompressed dump the reading process is nearly idle, so use every CPU "
                              "(default: usable CPUs - 1 = %(default)s)")
     parser.add_argument("--entity-list", type=Path, metavar="FILE",
                         help="keep only triples whose head and tail are listed, and only the listed items")

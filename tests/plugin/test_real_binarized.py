@@ -5,7 +5,6 @@ import os
 import subprocess
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
@@ -14,25 +13,15 @@ from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig, KMLMReasoningTask
 from preprocess.core.span_tags import (HEAD, LINK, MENTION_ROLES, RELATION, SPECIAL, TAIL, tag_role, tag_sentence,
                                        tag_span)
 from preprocess.pipeline.train_log import TrainingProgress
-from tests.conftest import REPO_ROOT, build_real_binarized, run_stage, venv_bin
+from tests.conftest import REPO_ROOT, venv_bin
 
 pytestmark = pytest.mark.slow
 
-LANGUAGES = ("en", "de", "ja")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    data = build_real_binarized(root, LANGUAGES)
-    # plain text for the MLM stream: the reasoning samples' words, one sample a line, per language
-    lines = {lang: [] for lang in LANGUAGES}
-    for row in pq.read_table(root / "reasoning" / "reasoning.parquet").to_pylist():
-        lines[row["lang"]].append(" ".join(span["text"] for span in row["spans"]) + " .")
-    for lang, text in lines.items():
-        (root / f"{lang}.txt").write_text("\n".join(text) + "\n")
-    run_stage("plain", *(f"{lang}={root / f'{lang}.txt'}" for lang in LANGUAGES), "-o", data, "--workers", 1)
-    return data
+def data(bundled_training_data):
+    return bundled_training_data
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 import argparse
 import bz2
 import functools
+import gc
 import gzip
 import json
 import logging
@@ -202,6 +203,23 @@ def test_ingest_keeps_only_non_deprecated_item_values(tmp_path):
     assert summary["counts"]["deprecated statements skipped"] == 2
 
 
+def test_ingest_empty_term_maps_and_null_terms_read_as_absent(tmp_path):
+    """Old dumps write an empty map as [], and a null term or alias list counts as none: each takes the slower
+    path of the column building, mixed with entities that take the fast one."""
+    t = lambda code, value: {"language": code, "value": value}  # noqa: E731
+    entities = [
+        item("Q1", labels={"en": t("en", "one"), "zh-tw": t("zh-tw", "一")}, aliases={"en": [t("en", "1")]}),
+        {"type": "item", "id": "Q2", "labels": [], "descriptions": [], "aliases": [], "claims": []},
+        item("Q3", labels={"en": None, "zh": None, "zh-hk": t("zh-hk", "三")}, descriptions={"en": None},
+             aliases={"en": None, "zh": None, "zh-cn": [t("zh-cn", "叁")]}),
+    ]
+    summary = run_ingest(write_dump(tmp_path / "d.json", entities), tmp_path / "out", languages=("en", "zh"))
+    rows = read_rows(tmp_path / "out")[0]
+    assert [(r["label_en"], r["aliases_en"], r["description_en"], r["label_zh"], r["aliases_zh"]) for r in rows] == [
+        ("one", ["1"], None, "一", []), (None, [], None, None, []), (None, [], None, "三", ["叁"])]
+    assert summary["counts"]["items"] == 3
+
+
 @pytest.mark.parametrize("layout, suffix", [
     ("dump-trailing-comma", ".json"), ("truncated-head", ".json"), ("jsonl", ".json"), ("blank-lines", ".json"),
     ("dump-trailing-comma", ".json.gz"), ("truncated-head", ".json.bz2"),
@@ -234,6 +252,34 @@ def test_ingest_counts_and_reports_bad_lines(tmp_path, current_entities, caplog)
     assert len(warnings) == 6
     assert "line 3 " in warnings[0] and "invalid JSON" in warnings[0]  # line 1 is "[", line 2 the first entity
     assert "line 13 " in warnings[-1] and "'X1'" in warnings[-1]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ingest_bad_line_numbers_across_blocks(tmp_path, current_entities, caplog, workers):
+    """Blocks read by the parsers themselves carry no line numbers but the first; the reading process adds them."""
+    good = [json.dumps(e) for e in current_entities[:12]]
+    lines = [good[i] if i % 4 else f'{{"type": "item", "id": "X{i}"}}' for i in range(len(good))]
+    dump = tmp_path / "bad.json"
+    dump.write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="kmlm-preprocess ingest"):
+        run_ingest(dump, tmp_path / "out", workers=workers, chunk_bytes=50_000)  # a block every few entities
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [int(re.search(r"line ([0-9,]+) ", w)[1]) for w in warnings] == [2, 6, 10]  # line 1 is "["
+    assert all(f"'X{n - 2}'" in w for n, w in zip([2, 6, 10], warnings))
+
+
+def test_parser_restores_the_garbage_collector(current_entities):
+    parser = ingest.BlockParser(ingest.ParseConfig(LANGS))
+    block = text_blocks.Block("x", 0, 1, (json.dumps(current_entities[0]) + "\n").encode())
+    assert gc.isenabled()
+    assert parser(block).entities.num_rows == 1
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parser(block)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupted"])
@@ -392,11 +438,13 @@ def test_shard_reads_cover_every_line_once(tmp_path, count):
     packed = tmp_path / "lines.json.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     for path, sizes in [(plain, [plain.stat().st_size]), (packed, [1000])]:  # 1000: a far too small estimate
-        got = []
-        for index in range(count):
-            for read in text_blocks.shard_reads([path], sizes, index, count):
-                got += [b.data for b in text_blocks.iter_blocks(read.path, 997, read.start, read.end)]
-        assert b"".join(got).decode() == "".join(lines)
+        for iterate in (text_blocks.iter_blocks, text_blocks.iter_block_refs):
+            got = []
+            for index in range(count):
+                for read in text_blocks.shard_reads([path], sizes, index, count):
+                    got += [b.load().data for b in iterate(read.path, 997, read.start, read.end)]
+            assert b"".join(got).decode() == "".join(lines)
+            assert all(block.endswith(b"\n") for block in got)
 
 
 def test_ingest_help_documents_zh_fallback_and_filters():

@@ -19,7 +19,7 @@ from preprocess.core.formats.indexed import (
 )
 from preprocess.core.tokenizers.dictionary import DICT_FILE
 from preprocess.core.tokenizers.sentencepiece import SPM_FILE
-from preprocess.stages.plain import parse_inputs
+from preprocess.stages.plain import is_utf8, parse_inputs
 from preprocess.stages.spm import dict_text, train_model
 from tests.conftest import TEST_DATA
 
@@ -202,3 +202,16 @@ def test_parse_inputs_tells_languages_and_rejects_unknown(tmp_path):
     assert parse_inputs([str(tmp_path / "zh-hans.txt.bz2")]) == [("zh-hans", tmp_path / "zh-hans.txt.bz2")]
     with pytest.raises(UserFacingError, match="no such file"):
         parse_inputs([f"en={tmp_path / 'missing.txt'}"])
+
+
+@pytest.mark.parametrize("data", [b"plain ascii\n", "é中😀\n".encode(), b"\xed\x9f\xbf\xef\xbf\xbf", b"",
+                                  b"\xed\xa0\x80", b"\xc0\xaf", b"\xe0\x80\x80", b"\xf4\x90\x80\x80", b"\xe2\x82",
+                                  b"ok\xff", "中".encode()[:2] + b"\n"])
+def test_utf8_check_agrees_with_python_strict_decoder(data):
+    """Surrogates, overlong forms, code points past U+10FFFF and cut sequences are not UTF-8, as for Python."""
+    try:
+        data.decode("utf-8")
+        expected = True
+    except UnicodeDecodeError:
+        expected = False
+    assert is_utf8(data) == expected
