@@ -10,11 +10,12 @@ languages with a temperature.
 import math
 
 import numpy as np
-
 from fairseq.data import BaseWrapperDataset
 
+from kmlm_fairseq.data.stored_sizes import StoredSizesMixin
 
-class CycledDataset(BaseWrapperDataset):
+
+class CycledDataset(StoredSizesMixin, BaseWrapperDataset):
     def __init__(self, dataset, size, seed, epoch=1):
         super().__init__(dataset)
         if len(dataset) == 0 and size > 0:
@@ -43,16 +44,6 @@ class CycledDataset(BaseWrapperDataset):
 
     def __len__(self):
         return self.size_per_epoch
-
-    @property
-    def sizes(self):
-        return self._sizes
-
-    def num_tokens(self, index):
-        return self._sizes[index]
-
-    def size(self, index):
-        return self._sizes[index]
 
     @property
     def can_reuse_epoch_itr_across_epochs(self):

@@ -10,7 +10,6 @@ fairseq's two MaskTokensDataset copies behind an LRU cache) draws the mask once 
 """
 import numpy as np
 import torch
-
 from fairseq.data import BaseWrapperDataset
 
 

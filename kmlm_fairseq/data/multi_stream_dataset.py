@@ -19,7 +19,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-
 from fairseq.data import FairseqDataset, data_utils
 
 from preprocess.core.seeds import derive_seed

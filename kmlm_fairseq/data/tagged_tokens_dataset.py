@@ -7,11 +7,12 @@ lets fairseq's index-mapping wrappers (ConcatDataset, CycledDataset) move them t
 """
 import numpy as np
 import torch
-
 from fairseq.data import FairseqDataset
 
+from kmlm_fairseq.data.stored_sizes import StoredSizesMixin
 
-class TaggedTokensDataset(FairseqDataset):
+
+class TaggedTokensDataset(StoredSizesMixin, FairseqDataset):
     def __init__(self, tokens, tags, name="tagged dataset"):
         super().__init__()
         self._check_aligned(tokens, tags, name)
@@ -36,16 +37,6 @@ class TaggedTokensDataset(FairseqDataset):
 
     def __len__(self):
         return len(self._sizes)
-
-    @property
-    def sizes(self):
-        return self._sizes
-
-    def num_tokens(self, index):
-        return self._sizes[index]
-
-    def size(self, index):
-        return self._sizes[index]
 
     @property
     def can_reuse_epoch_itr_across_epochs(self):

@@ -7,11 +7,12 @@ TruncateDataset would drop the </s> instead. ``truncated`` counts the lines cut.
 """
 import numpy as np
 import torch
-
 from fairseq.data import BaseWrapperDataset
 
+from kmlm_fairseq.data.stored_sizes import StoredSizesMixin
 
-class TruncatedLinesDataset(BaseWrapperDataset):
+
+class TruncatedLinesDataset(StoredSizesMixin, BaseWrapperDataset):
     def __init__(self, dataset, max_tokens, eos):
         super().__init__(dataset)
         if max_tokens < 2:
@@ -27,13 +28,3 @@ class TruncatedLinesDataset(BaseWrapperDataset):
         if len(item) <= self.max_tokens:
             return item
         return torch.cat([item[: self.max_tokens - 1], item.new_tensor([self.eos])])
-
-    @property
-    def sizes(self):
-        return self._sizes
-
-    def num_tokens(self, index):
-        return self._sizes[index]
-
-    def size(self, index):
-        return self._sizes[index]
