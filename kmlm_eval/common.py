@@ -1,7 +1,6 @@
 """What every downstream evaluation shares: model and data arguments, reading input files with errors that name
 the file and line, loading Hugging Face models, and running each model."""
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import torch
 
 from preprocess.core.errors import UserFacingError
+from preprocess.core.jsonl import json_objects
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,7 @@ def open_utf8(path, newline=None):
 def read_jsonl(path):
     """Yield ``(line_number, object)``; a line that is not a JSON object is an error naming the file and line."""
     with open_utf8(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise data_error(path, number, f"not valid JSON ({err.msg})") from err
-            if not isinstance(obj, dict):
-                raise data_error(path, number, "expected a JSON object")
-            yield number, obj
+        yield from json_objects(f, path)
 
 
 def device():

@@ -40,7 +40,6 @@ the three ids) or a name line without an id and a name is an error naming FILE:L
 and counted: a triple listed again (the tables hold a set), names of ids in no triple, ids named twice.
 """
 import difflib
-import json
 import logging
 import re
 import unicodedata
@@ -67,6 +66,7 @@ from preprocess.core.formats.tables import (
     open_entities,
     table_writers,
 )
+from preprocess.core.jsonl import json_objects
 from preprocess.core.languages import PIVOT_LANGUAGE, parse_languages
 
 logger = logging.getLogger("kmlm-preprocess import-triples")
@@ -144,15 +144,7 @@ def read_jsonl_triples(path):
     """(head, relation, tail) string arrays of an X-FACTR fact file, and {entity id: English label} it gives."""
     columns, labels = ([], [], []), {}
     with open(path, encoding="utf-8", errors="strict") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                fact = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserFacingError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            if not isinstance(fact, dict):
-                raise UserFacingError(f"{path}:{number}: expected a JSON object")
+        for number, fact in json_objects(f, path):
             triple = [next((fact[k] for k in keys if k in fact), None) for keys in JSON_KEYS]
             for value, pattern, (key, _) in zip(triple, (ENTITY_ID, RELATION_ID, ENTITY_ID), JSON_KEYS):
                 if not isinstance(value, str) or not re.fullmatch(pattern, value):
