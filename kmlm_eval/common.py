@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from preprocess.core.errors import UserFacingError
-from preprocess.core.jsonl import json_objects
+from preprocess.core.json_input import json_objects
 
 logger = logging.getLogger(__name__)
 

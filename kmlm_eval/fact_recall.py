@@ -29,7 +29,6 @@ tail token (masked at once), averaged over the tail's tokens, then over the trip
 Output: OUT/results.{csv,md,png} (kmlm_eval.results), metrics ``used top-1``, ``held-out top-1`` (%), ``used tail
 bits``, ``held-out tail bits`` per language, count = triples probed.
 """
-import json
 import logging
 import math
 from collections import Counter
@@ -49,6 +48,7 @@ from preprocess.core.formats.heldout_triples import open_heldout_triples
 from preprocess.core.formats.indexed import SUMMARY_FILE
 from preprocess.core.formats.sentences import open_sentences
 from preprocess.core.formats.tables import TRIPLE_COLUMNS, LabelTable, open_triples, resolve_languages
+from preprocess.core.json_input import read_json
 from preprocess.core.seeds import rng_for
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,8 @@ def used_triples(sentences_dir, data_dir):
     rendered = open_sentences(sentences_dir, ("triple_index",)).read().column("triple_index")
     used = pc.unique(rendered).to_numpy()
     summary_path = Path(data_dir) / "knowledge" / SUMMARY_FILE
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserFacingError(f"{summary_path} does not exist: pass the binarized DATA directory") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserFacingError(f"{summary_path} is not binarize's JSON summary ({err})") from None
+    summary = read_json(summary_path, f"{summary_path} does not exist: pass the binarized DATA directory",
+                        lambda err: f"{summary_path} is not binarize's JSON summary ({err})")
     if "valid_threshold" not in summary:
         raise UserFacingError(f"{summary_path} has no valid_threshold: re-run binarize")
     return np.sort(used[~valid_split_members(summary, used)])

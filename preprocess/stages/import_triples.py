@@ -66,7 +66,7 @@ from preprocess.core.formats.tables import (
     open_entities,
     table_writers,
 )
-from preprocess.core.jsonl import json_objects
+from preprocess.core.json_input import json_objects
 from preprocess.core.languages import PIVOT_LANGUAGE, parse_languages
 
 logger = logging.getLogger("kmlm-preprocess import-triples")

@@ -5,7 +5,6 @@ plus ``graph`` and ``membership``, objects holding the graph's degree and cycle-
 (``GRAPH_KEYS``, ``MEMBERSHIP_KEYS``). A distribution is ``{value: entities}`` with the values as decimal strings in
 ascending order (``encode_distribution``), compact where per-entity arrays would not be.
 """
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pyarrow.compute as pc
 
 from preprocess.core.cycle_triples import DIAMOND, TRIANGLE
 from preprocess.core.errors import UserFacingError
+from preprocess.core.json_input import read_json
 from preprocess.core.parquet_input import ParquetInput
 
 CYCLES_FILE = "cycles.parquet"
@@ -99,12 +99,8 @@ def read_cycles_stats(directory):
     """cycles_stats.json of a cycles output directory, checked; a clear error naming the file and the stage to run."""
     path = Path(directory) / CYCLES_STATS_FILE
     rerun = "re-run `kmlm-preprocess cycles`"
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserFacingError(f"{path} does not exist: run `kmlm-preprocess cycles` (it writes it)") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserFacingError(f"{path}: not valid JSON ({err}); {rerun}") from None
+    stats = read_json(path, f"{path} does not exist: run `kmlm-preprocess cycles` (it writes it)",
+                      lambda err: f"{path}: not valid JSON ({err}); {rerun}")
     if not isinstance(stats, dict):
         raise UserFacingError(f"{path} should hold a JSON object, found {type(stats).__name__}; {rerun}")
     expected = {"": ("cycles", "triangles", "diamonds", "edges", "nodes", "self_loops_dropped"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import write_text
+from preprocess.core.json_input import read_json
 
 
 def summary_path(directory, stage):
@@ -26,12 +27,8 @@ def write_stage_summary(directory, stage, counts, **extra):
 def read_stage_summary(directory, stage):
     """The summary a stage wrote, or a clear error naming the file and the stage to run."""
     path = summary_path(directory, stage)
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserFacingError(f"{path} does not exist: run `kmlm-preprocess {stage}` (it writes it)") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserFacingError(f"{path}: not a JSON summary ({err}); re-run `kmlm-preprocess {stage}`") from None
+    summary = read_json(path, f"{path} does not exist: run `kmlm-preprocess {stage}` (it writes it)",
+                        lambda err: f"{path}: not a JSON summary ({err}); re-run `kmlm-preprocess {stage}`")
     if not isinstance(summary, dict) or not isinstance(summary.get("counts"), dict):
         raise UserFacingError(f"{path}: no 'counts' object; re-run `kmlm-preprocess {stage}`")
     return summary
