@@ -24,8 +24,6 @@ On a shared machine the CPU-time figures are the steadier ones: the two runs hap
 load. Run it once: the machine is shared.
 """
 import argparse
-import bz2
-import json
 import os
 import resource
 import shutil
@@ -46,25 +44,18 @@ from preprocess.core.tokenizers.dictionary import DICT_FILE  # noqa: E402
 from preprocess.core.tokenizers.sentencepiece import SPM_FILE, Tokenizer  # noqa: E402
 from preprocess.stages.plain import DIRECT, binarize_plain  # noqa: E402
 from preprocess.stages.spm import dict_text, train_model  # noqa: E402
+from samples import sample_entities  # noqa: E402  (bench/, the script's directory)
 
-SAMPLES = [ROOT / "tests" / "data" / name for name in ("opentapioca_sample_items.json.bz2",
-                                                       "wikibrain_2014_testdump.json.bz2")]
 
 
 def wikidata_strings():
     strings = []
-    for path in SAMPLES:
-        with bz2.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                line = line.strip().rstrip(",")
-                if not line.startswith("{"):
-                    continue
-                item = json.loads(line)
-                for lang in DEFAULT_LANGUAGES:
-                    label = item.get("labels", {}).get(lang, {}).get("value")
-                    description = item.get("descriptions", {}).get(lang, {}).get("value")
-                    if label and description:
-                        strings.append(f"{label}: {description}")
+    for item in sample_entities():
+        for lang in DEFAULT_LANGUAGES:
+            label = item.get("labels", {}).get(lang, {}).get("value")
+            description = item.get("descriptions", {}).get(lang, {}).get("value")
+            if label and description:
+                strings.append(f"{label}: {description}")
     return strings
 
 

@@ -44,7 +44,6 @@ decoded entities (~20%: paused while parsing), a Python loop per entity and term
     python bench/ingest.py --profile                # and where the time goes
 """
 import argparse
-import bz2
 import hashlib
 import json
 import logging
@@ -62,8 +61,8 @@ from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, table_wr
 from preprocess.core.languages import DEFAULT_LANGUAGES
 from preprocess.stages.ingest import LANGUAGE_FALLBACKS, BlockParser, ParseConfig, ingest
 from process_tree import TreeSampler  # bench/, the script's directory
+from samples import ITEMS_SAMPLE, sample_entities
 
-SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "opentapioca_sample_items.json.bz2"
 # Share of statement groups, sitelinks and other-language terms each copy keeps, cycled: a few whole famous items,
 # mostly thinned ones, so that the mean entity is near the real dump's (~1.5 TB / ~110M entities ~ 14 KB).
 COMPACT = (",", ":")  # the real dumps' separators (and \u escapes: json.dumps' default)
@@ -79,23 +78,19 @@ def entity_templates():
     statement groups, sitelinks), each main snak given the ``hash`` current dumps carry."""
     wanted = set(DEFAULT_LANGUAGES) | set(LANGUAGE_FALLBACKS["zh"])
     templates = []
-    with bz2.open(SAMPLE, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip() in ("", "[", "]"):
-                continue
-            entity = json.loads(line.rstrip().rstrip(","))
-            for statements in entity["claims"].values():
-                for statement in statements:
-                    snak = statement["mainsnak"]
-                    digest = hashlib.sha1(json.dumps(snak, sort_keys=True).encode()).hexdigest()
-                    statement["mainsnak"] = {"snaktype": snak.pop("snaktype"), "property": snak.pop("property"),
-                                             "hash": digest, **snak}
-            kept_terms, other_terms = {}, {}
-            for field in ("labels", "descriptions", "aliases"):
-                kept_terms[field] = {code: v for code, v in entity[field].items() if code in wanted}
-                other_terms[field] = _fragments({code: v for code, v in entity[field].items() if code not in wanted})
-            templates.append((kept_terms, other_terms, _fragments(entity["claims"]),
-                              _fragments(entity["sitelinks"])))
+    for entity in sample_entities([ITEMS_SAMPLE]):
+        for statements in entity["claims"].values():
+            for statement in statements:
+                snak = statement["mainsnak"]
+                digest = hashlib.sha1(json.dumps(snak, sort_keys=True).encode()).hexdigest()
+                statement["mainsnak"] = {"snaktype": snak.pop("snaktype"), "property": snak.pop("property"),
+                                         "hash": digest, **snak}
+        kept_terms, other_terms = {}, {}
+        for field in ("labels", "descriptions", "aliases"):
+            kept_terms[field] = {code: v for code, v in entity[field].items() if code in wanted}
+            other_terms[field] = _fragments({code: v for code, v in entity[field].items() if code not in wanted})
+        templates.append((kept_terms, other_terms, _fragments(entity["claims"]),
+                          _fragments(entity["sitelinks"])))
     return templates
 
 

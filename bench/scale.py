@@ -35,7 +35,6 @@ is the full-scale one; time and output are for that part) and any other stage st
 Run it under ``nice -n 19`` on a shared machine; the load average is printed with each stage.
 """
 import argparse
-import bz2
 import json
 import math
 import os
@@ -62,9 +61,8 @@ from preprocess.core.formats.tables import (  # noqa: E402
 )
 from preprocess.core.languages import DEFAULT_LANGUAGES  # noqa: E402
 from process_tree import TreeSampler  # noqa: E402  (bench/, the script's directory)
+from samples import sample_entities  # noqa: E402
 
-SAMPLES = [ROOT / "tests" / "data" / name for name in ("opentapioca_sample_items.json.bz2",
-                                                       "wikibrain_2014_testdump.json.bz2")]
 FULL_ENTITIES, FULL_TRIPLES, RELATIONS = 4_800_000, 20_000_000, 822
 HEAD_EXPONENT, TAIL_EXPONENT, RELATION_EXPONENT = 0.6, 1.0, 1.2
 CLUSTER_SIZE, LOCAL_SHARE = 48, 0.5  # half the triples link entities of one topic: what makes a KG's cycles
@@ -81,20 +79,14 @@ def real_terms():
     """{lang: real item labels} and [(property id, {lang: label})] from the bundled samples."""
     labels = {lang: set() for lang in DEFAULT_LANGUAGES}
     properties = []
-    for path in SAMPLES:
-        with bz2.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                line = line.strip().rstrip(",")
-                if not line.startswith("{"):
-                    continue
-                entity = json.loads(line)
-                terms = {lang: (entity.get("labels") or {}).get(lang, {}).get("value") for lang in DEFAULT_LANGUAGES}
-                if entity["type"] == "property" and terms["en"]:
-                    properties.append((entity["id"], terms))
-                elif entity["type"] == "item":
-                    for lang, text in terms.items():
-                        if text:
-                            labels[lang].add(text)
+    for entity in sample_entities():
+        terms = {lang: (entity.get("labels") or {}).get(lang, {}).get("value") for lang in DEFAULT_LANGUAGES}
+        if entity["type"] == "property" and terms["en"]:
+            properties.append((entity["id"], terms))
+        elif entity["type"] == "item":
+            for lang, text in terms.items():
+                if text:
+                    labels[lang].add(text)
     return {lang: sorted(texts) for lang, texts in labels.items()}, sorted(properties, key=lambda p: int(p[0][1:]))
 
 
