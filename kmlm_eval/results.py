@@ -24,23 +24,12 @@ import numpy as np
 from kmlm_eval.common import data_error, open_utf8
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import atomic_path, write_text
+from preprocess.core.scores import Score
 
 logger = logging.getLogger(__name__)
 RESULTS_CSV, RESULTS_MD, RESULTS_PNG = "results.csv", "results.md", "results.png"
 CSV_COLUMNS = ("task", "model", "lang", "metric", "value", "std", "seeds", "runs", "count")
 AVG = "avg"
-
-
-@dataclass(frozen=True)
-class Score:
-    """One measured number: ``value`` in percent over ``count`` examples, from the fine-tuning run ``seed``."""
-    task: str
-    model: str
-    lang: str
-    metric: str
-    value: float
-    count: int
-    seed: int = 0
 
 
 @dataclass(frozen=True)

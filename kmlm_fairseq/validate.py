@@ -20,7 +20,6 @@ import io
 import logging
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from kmlm_fairseq.data.binarized_streams import STREAMS, stream_languages
 from preprocess.core.console import run_command
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import write_text
+from preprocess.core.scores import Score
 
 logger = logging.getLogger("kmlm_fairseq.validate")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,16 +108,6 @@ def stream_sums(task, model, criterion, batch_size):
                 sums[(stream, lang)][0] += float(loss)
                 sums[(stream, lang)][1] += int(predicted)
     return sums
-
-
-@dataclass(frozen=True)
-class Score:  # a row of kmlm-eval's results.csv (kmlm_eval/results.py; the plugin does not import the evaluation)
-    task: str
-    model: str
-    lang: str
-    metric: str
-    value: float
-    count: int
 
 
 def scores(sums, model_name):
