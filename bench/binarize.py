@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: it reads the variable then
 
+from samples import sample_entities  # noqa: E402  (bench/, the script's directory)
+
 from preprocess.core.languages import DEFAULT_LANGUAGES  # noqa: E402
 from preprocess.core.tokenizers.dictionary import DICT_FILE  # noqa: E402
 from preprocess.core.tokenizers.sentencepiece import SPM_FILE, Tokenizer  # noqa: E402
 from preprocess.stages.plain import DIRECT, binarize_plain  # noqa: E402
 from preprocess.stages.spm import dict_text, train_model  # noqa: E402
-from samples import sample_entities  # noqa: E402  (bench/, the script's directory)
-
 
 
 def wikidata_strings():

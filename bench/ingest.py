@@ -55,13 +55,13 @@ from pathlib import Path
 
 import numpy as np
 import ujson
+from process_tree import TreeSampler  # bench/, the script's directory
+from samples import ITEMS_SAMPLE, sample_entities
 
 from preprocess.core import text_blocks
 from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, table_writers
 from preprocess.core.languages import DEFAULT_LANGUAGES
 from preprocess.stages.ingest import LANGUAGE_FALLBACKS, BlockParser, ParseConfig, ingest
-from process_tree import TreeSampler  # bench/, the script's directory
-from samples import ITEMS_SAMPLE, sample_entities
 
 # Share of statement groups, sitelinks and other-language terms each copy keeps, cycled: a few whole famous items,
 # mostly thinned ones, so that the mean entity is near the real dump's (~1.5 TB / ~110M entities ~ 14 KB).

@@ -52,6 +52,9 @@ import pyarrow.compute as pc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from process_tree import TreeSampler  # noqa: E402  (bench/, the script's directory)
+from samples import sample_entities  # noqa: E402
+
 from preprocess.core.formats.tables import (  # noqa: E402
     aliases_column,
     description_column,
@@ -60,8 +63,6 @@ from preprocess.core.formats.tables import (  # noqa: E402
     table_writers,
 )
 from preprocess.core.languages import DEFAULT_LANGUAGES  # noqa: E402
-from process_tree import TreeSampler  # noqa: E402  (bench/, the script's directory)
-from samples import sample_entities  # noqa: E402
 
 FULL_ENTITIES, FULL_TRIPLES, RELATIONS = 4_800_000, 20_000_000, 822
 HEAD_EXPONENT, TAIL_EXPONENT, RELATION_EXPONENT = 0.6, 1.0, 1.2

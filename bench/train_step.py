@@ -37,6 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import kmlm_fairseq  # noqa: E402,F401  (registers the plugin; numpy-2 and torch.load fixes)
+
+# isort: split
 from fairseq import tasks  # noqa: E402
 from fairseq.data import Dictionary  # noqa: E402
 from fairseq.data.indexed_dataset import MMapIndexedDataset, MMapIndexedDatasetBuilder  # noqa: E402
@@ -48,12 +50,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
-from kmlm_fairseq.data.binarized_streams import (  # noqa: E402
-    STREAMS,
-    TAGS_SUFFIX,
-    shard_prefixes,
-    stream_languages,
-)
+from kmlm_fairseq.data.binarized_streams import STREAMS, TAGS_SUFFIX, shard_prefixes, stream_languages  # noqa: E402
 from kmlm_fairseq.data.toy_corpus import write_toy_corpus  # noqa: E402
 
 SIZES = {("plain", "train"): 400, ("knowledge", "train"): 400, ("reasoning", "train"): 200}

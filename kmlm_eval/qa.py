@@ -21,12 +21,12 @@ best starts and ends (start and end logits summed), seeds 1,2,3. Unlike run_squa
 context's characters under the predicted tokens (offset mapping), not a projection of the detokenized prediction.
 """
 import json
-from collections import Counter
 import logging
 import re
 import string
 import sys
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -5,4 +5,6 @@ under torch >= 2.6, then registers the plugin's tasks (kmlm_reasoning, kmlm_know
 (kmlm_multitask) and the roberta_tiny architecture.
 """
 from kmlm_fairseq import compat  # noqa: F401  (must run before any fairseq checkpoint is loaded)
+
+# isort: split
 from kmlm_fairseq import criterions, models, tasks  # noqa: F401  (registration)

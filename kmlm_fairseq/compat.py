@@ -29,7 +29,6 @@ import types
 import typing
 
 import numpy as np
-
 import torch.serialization
 
 logger = logging.getLogger(__name__)

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fairseq import checkpoint_utils, tasks, utils
+from fairseq.dataclass.initialize import add_defaults, hydra_init
+from fairseq.dataclass.utils import omegaconf_no_object_check
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -31,9 +34,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 import kmlm_fairseq  # noqa: F401  (registers the tasks, criterion and architecture)
-from fairseq import checkpoint_utils, tasks, utils
-from fairseq.dataclass.initialize import add_defaults, hydra_init
-from fairseq.dataclass.utils import omegaconf_no_object_check
 from kmlm_fairseq.data.binarized_streams import STREAMS, stream_languages
 from preprocess.core.console import run_command
 from preprocess.core.errors import UserFacingError

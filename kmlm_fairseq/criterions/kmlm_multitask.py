@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-
 from fairseq import modules
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass

@@ -19,16 +19,23 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
-from omegaconf import II, MISSING
-
 from fairseq.data import Dictionary, iterators
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from fairseq.tasks import FairseqTask, register_task
 from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
+from omegaconf import II, MISSING
 
-from kmlm_fairseq.data.binarized_streams import (KNOWLEDGE, PLAIN, REASONING, STREAMS, load_plain, load_tagged,
-                                                 mix_languages, stream_languages)
+from kmlm_fairseq.data.binarized_streams import (
+    KNOWLEDGE,
+    PLAIN,
+    REASONING,
+    STREAMS,
+    load_plain,
+    load_tagged,
+    mix_languages,
+    stream_languages,
+)
 from kmlm_fairseq.data.cycled_dataset import CycledDataset
 from kmlm_fairseq.data.knowledge_mask_dataset import KNOWLEDGE_MASKING_MODES, KnowledgeMaskDataset
 from kmlm_fairseq.data.multi_stream_dataset import MultiStreamDataset

@@ -8,12 +8,7 @@ import numpy as np
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats import indexed
-from preprocess.core.formats.indexed import (
-    SUMMARY_FILE,
-    TRAIN,
-    VALID,
-    ShardedSplitWriter,
-)
+from preprocess.core.formats.indexed import SUMMARY_FILE, TRAIN, VALID, ShardedSplitWriter
 from preprocess.core.seeds import held_out_hash, held_out_salt
 from preprocess.core.tokenizers.install import add_tokenizer_arguments
 from preprocess.core.workers import default_workers

@@ -23,14 +23,7 @@ from preprocess.pipeline.fingerprint import (
     write_marker,
 )
 from preprocess.pipeline.parallel import run_concurrently
-from preprocess.pipeline.plan import (
-    LOCK_FILE,
-    NO_MARKER,
-    REPO,
-    REPO_ROOT,
-    WORKDIR,
-    build_steps,
-)
+from preprocess.pipeline.plan import LOCK_FILE, NO_MARKER, REPO, REPO_ROOT, WORKDIR, build_steps
 
 logger = logging.getLogger(__name__)
 

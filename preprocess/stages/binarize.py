@@ -81,16 +81,7 @@ from preprocess.core.formats.spans import SENTENCE_END
 from preprocess.core.io import write_text
 from preprocess.core.languages import PIVOT_LANGUAGE, parse_languages
 from preprocess.core.seeds import held_out_hash, held_out_salt
-from preprocess.core.span_tags import (
-    HEAD,
-    LINK,
-    PUNCT,
-    RELATION,
-    SPECIAL,
-    TAG_DTYPE,
-    TAIL,
-    pack_tags,
-)
+from preprocess.core.span_tags import HEAD, LINK, PUNCT, RELATION, SPECIAL, TAG_DTYPE, TAIL, pack_tags
 from preprocess.core.tokenizers.install import install_tokenizer
 from preprocess.core.workers import map_ordered
 

@@ -70,22 +70,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from preprocess.core.cycle_kernels import (
-    CHUNK_ROWS,
-    MAX_APEXES_LIMIT,
-    UNCAPPED,
-    build_graph,
-    find_cycles,
-)
+from preprocess.core.cycle_kernels import CHUNK_ROWS, MAX_APEXES_LIMIT, UNCAPPED, build_graph, find_cycles
 from preprocess.core.cycle_triples import DIAMOND, TRIANGLE
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.cycles import (
-    CYCLES_FILE,
-    CYCLES_SCHEMA,
-    CYCLES_STATS_FILE,
-    TOP_HUBS,
-    encode_distribution,
-)
+from preprocess.core.formats.cycles import CYCLES_FILE, CYCLES_SCHEMA, CYCLES_STATS_FILE, TOP_HUBS, encode_distribution
 from preprocess.core.formats.tables import TRIPLES_FILE, open_triples
 from preprocess.core.io import atomic_path, write_text
 

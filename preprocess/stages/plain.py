@@ -57,13 +57,7 @@ from preprocess.core.binarized_output import (
 )
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats import indexed
-from preprocess.core.formats.indexed import (
-    SUMMARY_FILE,
-    TOKENS,
-    TRAIN,
-    VALID,
-    shard_name,
-)
+from preprocess.core.formats.indexed import SUMMARY_FILE, TOKENS, TRAIN, VALID, shard_name
 from preprocess.core.io import write_text
 from preprocess.core.seeds import held_out_hash, held_out_salt
 from preprocess.core.tokenizers.install import install_tokenizer

@@ -94,12 +94,7 @@ from preprocess.core.formats.tables import (
 )
 from preprocess.core.io import write_text
 from preprocess.core.languages import PIVOT_LANGUAGE
-from preprocess.core.report_render import (
-    KINDS,
-    in_kind_order,
-    render_markdown,
-    write_plots,
-)
+from preprocess.core.report_render import KINDS, in_kind_order, render_markdown, write_plots
 from preprocess.core.seeds import rng_for
 
 logger = logging.getLogger(__name__)

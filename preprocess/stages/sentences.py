@@ -65,12 +65,7 @@ from tqdm import tqdm
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.formats.heldout_triples import held_out_pairs, write_heldout_triples
-from preprocess.core.formats.sentences import (
-    CODESWITCH,
-    SENTENCES_FILE,
-    SENTENCES_SCHEMA,
-    VARIANTS,
-)
+from preprocess.core.formats.sentences import CODESWITCH, SENTENCES_FILE, SENTENCES_SCHEMA, VARIANTS
 from preprocess.core.formats.spans import ROLES, spans_array
 from preprocess.core.formats.stage_summary import summary_path, write_stage_summary
 from preprocess.core.formats.tables import (

@@ -2,9 +2,9 @@
 import shutil
 
 import pytest
+from fairseq import checkpoint_utils
 
 import kmlm_fairseq  # noqa: F401  (applies the fixes)
-from fairseq import checkpoint_utils
 
 
 def test_checkpoint_copy_killed_half_way_leaves_the_previous_checkpoint_last(tmp_path, monkeypatch):
@@ -34,6 +34,7 @@ def test_a_relaunched_finished_training_takes_no_further_update():
     from types import SimpleNamespace
 
     import fairseq_cli.train as train_cli  # loaded after the plugin here, so the guard is installed by hand
+
     from kmlm_fairseq.compat import stop_a_finished_training_before_another_update
 
     stop_a_finished_training_before_another_update()

@@ -8,6 +8,8 @@ import functools
 import re
 
 import pytest
+from fairseq.dataclass.initialize import add_defaults, hydra_init
+from fairseq.dataclass.utils import omegaconf_no_object_check
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -15,9 +17,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 import kmlm_fairseq  # noqa: F401  (registers the tasks, criterion and roberta_tiny, as common.user_dir does)
-from fairseq.dataclass.initialize import add_defaults, hydra_init
-from fairseq.dataclass.utils import omegaconf_no_object_check
-
 from tests.conftest import REPO_ROOT
 
 CONFIG_DIR = REPO_ROOT / "configs"

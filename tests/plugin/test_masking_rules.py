@@ -10,16 +10,24 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from fairseq.data import Dictionary
 
 from kmlm_fairseq.data.binarized_streams import load_plain, load_tagged
 from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
 from kmlm_fairseq.data.plain_mask_dataset import PlainMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
-from preprocess.core.span_tags import (HEAD, LINK, MENTION_ROLES, RELATION, SPECIAL, TAIL, tag_role,
-                                         tag_sentence, tag_span)
 from kmlm_fairseq.data.toy_corpus import SampleRenderer, ToyWorld, write_split, write_toy_corpus
+from preprocess.core.span_tags import (
+    HEAD,
+    LINK,
+    MENTION_ROLES,
+    RELATION,
+    SPECIAL,
+    TAIL,
+    tag_role,
+    tag_sentence,
+    tag_span,
+)
 
 SEED = 7
 

@@ -6,11 +6,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 import torch.nn.functional as F
 from fairseq import models
 from fairseq.logging import metrics
+from omegaconf import OmegaConf
 
 from kmlm_fairseq.criterions.kmlm_multitask import KMLMMultitaskConfig, KMLMMultitaskLoss
 from kmlm_fairseq.data.binarized_streams import temperature_sizes

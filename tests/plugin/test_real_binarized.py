@@ -10,8 +10,17 @@ import pytest
 from kmlm_fairseq.data.knowledge_mask_dataset import KnowledgeMaskDataset
 from kmlm_fairseq.data.reasoning_mask_dataset import ReasoningMaskDataset
 from kmlm_fairseq.tasks.kmlm_reasoning import KMLMConfig, KMLMReasoningTask
-from preprocess.core.span_tags import (HEAD, LINK, MENTION_ROLES, RELATION, SPECIAL, TAIL, tag_role, tag_sentence,
-                                       tag_span)
+from preprocess.core.span_tags import (
+    HEAD,
+    LINK,
+    MENTION_ROLES,
+    RELATION,
+    SPECIAL,
+    TAIL,
+    tag_role,
+    tag_sentence,
+    tag_span,
+)
 from preprocess.pipeline.train_log import TrainingProgress
 from tests.conftest import REPO_ROOT, venv_bin
 

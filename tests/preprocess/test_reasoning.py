@@ -6,12 +6,7 @@ from preprocess import cli
 from preprocess.core import io
 from preprocess.core.cycle_triples import EdgeTriples, cycle_edges, edge_key
 from preprocess.core.errors import UserFacingError
-from preprocess.core.formats.heldout_cycles import (
-    HeldOutCycles,
-    covers_cycle,
-    cycle_edge_set,
-    shares_cycle,
-)
+from preprocess.core.formats.heldout_cycles import HeldOutCycles, covers_cycle, cycle_edge_set, shares_cycle
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 from preprocess.core.seeds import rng_for
 from preprocess.stages import reasoning

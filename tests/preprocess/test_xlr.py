@@ -14,13 +14,7 @@ from preprocess.core.formats.heldout_cycles import HELDOUT_FILE
 from preprocess.core.formats.stage_summary import read_stage_summary
 from preprocess.core.formats.tables import TRIPLES_SCHEMA, entities_schema
 from preprocess.stages.check_leakage import check_leakage
-from preprocess.stages.xlr import (
-    NUM_CHOICES,
-    QUESTION_TEMPLATES,
-    Candidate,
-    build_xlr,
-    select_balanced,
-)
+from preprocess.stages.xlr import NUM_CHOICES, QUESTION_TEMPLATES, Candidate, build_xlr, select_balanced
 
 LANGS = ("en", "de", "ja")
 SIZES = {"train": 20, "dev": 8, "test": 8}

@@ -28,14 +28,7 @@ import numpy as np
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.tokenizers.base import FairseqIdsTokenizer, append_eos, flatten
-from preprocess.core.tokenizers.dictionary import (
-    BOS,
-    EOS,
-    MASK,
-    PAD,
-    UNK,
-    FairseqDictionary,
-)
+from preprocess.core.tokenizers.dictionary import BOS, EOS, MASK, PAD, UNK, FairseqDictionary
 
 HF_TOKENIZER_DIR = "hf_tokenizer"
 HF_TOKENIZER_FILE = "tokenizer.json"
