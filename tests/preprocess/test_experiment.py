@@ -255,7 +255,7 @@ XFACTR = REPO_ROOT.parent / "shared" / "data" / "xfactr"
 @pytest.mark.skipif(not (XFACTR / "mTRExf").is_dir(), reason=f"X-FACTR data not found at {XFACTR}")
 def test_the_shipped_cpu_ablation_declares_the_papers_arms(tmp_path):
     path = REPO_ROOT / "run" / "experiments" / "cpu_ablation.yaml"
-    for quick, seeds, updates in ((False, (1, 2, 3), 600), (True, (1,), 200)):
+    for quick, seeds, updates in ((False, (1, 2, 3), 5000), (True, (1,), 1000)):
         spec = experiment.load_experiment(path, quick=quick)
         steps = {s.stage: s for s in experiment.experiment_steps(spec, tmp_path)}
         assert steps["import-triples"].argv[:2] == ("--triples", *[str(p) for p in sorted(
@@ -267,6 +267,7 @@ def test_the_shipped_cpu_ablation_declares_the_papers_arms(tmp_path):
             assert config == {"mlm": "kmlm_r_base", "kmlm": "kmlm_base", "kmlm_r": "kmlm_r_base"}[name.split(".")[0]]
             assert ("task.streams='plain'" in step.argv) == name.startswith("mlm.")
             assert f"optimization.max_update={updates}" in step.argv and "model=tiny" in step.argv
+            assert "optimization.lr=[0.001]" in step.argv  # not tiny_cpu's 5e-3 (README "Does it work?")
             assert step.first_launch_argv[1].endswith("runs/start/checkpoints/checkpoint_last.pt")
         assert ("start.xlr" in steps) == (not quick)
 
