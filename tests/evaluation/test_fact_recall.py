@@ -174,3 +174,16 @@ def test_fact_recall_needs_the_valid_threshold(build, tiny_models, tmp_path, cap
     assert cli.main(["fact-recall", "--model", str(tiny_models[0]), "--tables", str(root / "tables"), "--sentences",
                      str(root / "sentences"), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "o")]) == 2
     assert "has no valid_threshold: re-run binarize" in caplog.text
+
+
+@pytest.mark.parametrize("content, message", [(None, "does not exist: pass the binarized DATA directory"),
+                                              ("{not json", "is not binarize's JSON summary")])
+def test_fact_recall_names_a_missing_or_broken_binarize_summary(build, tmp_path, content, message):
+    root, _ = build
+    data = tmp_path / "data" / "knowledge"
+    data.mkdir(parents=True)
+    if content is not None:
+        (data / "summary.json").write_text(content)
+    with pytest.raises(fact_recall.UserFacingError, match=message) as caught:
+        fact_recall.used_triples(root / "sentences", tmp_path / "data")
+    assert str(data / "summary.json") in str(caught.value)
