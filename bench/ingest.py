@@ -18,8 +18,8 @@ Timed, in this process, ``--rounds`` times in turn (the best of each counts):
   - our ingest with ``--workers`` parser processes (the forkserver that starts them is started once per process,
     in the first round).
 Prints MB/s of dump JSON, the ratios (targets: >= 3x the ujson loop on one worker; 2 workers >= 1.8x one worker
-on 2 cores; docs/design.md §4), by wall clock and by CPU time (steadier on a shared machine; for N workers, of every process, sampled
-from /proc), and checks that the tables of 1 and N workers are byte-identical. The wall-clock ratio of N workers
+on 2 cores; docs/design.md §4), by wall clock and by CPU time (steadier on a shared machine; for N workers, of
+every process, sampled from /proc), and checks that the tables of 1 and N workers are byte-identical. The wall-clock ratio of N workers
 needs N free cores; their CPU time says what the parallel path costs whatever else runs: N x CPU(1) / CPU(N) is
 the speed-up N idle cores would give if the work spread evenly.
 
@@ -49,19 +49,26 @@ import json
 import logging
 import os
 import pickle
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import ujson
-from process_tree import TreeSampler  # bench/, the script's directory
-from samples import ITEMS_SAMPLE, sample_entities
 
-from preprocess.core import text_blocks
-from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, table_writers
-from preprocess.core.languages import DEFAULT_LANGUAGES
-from preprocess.stages.ingest import LANGUAGE_FALLBACKS, BlockParser, ParseConfig, ingest
+# This checkout's code, here and in the parser processes, not the copy the environment has installed.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+
+from process_tree import TreeSampler  # noqa: E402  (bench/, the script's directory)
+from samples import ITEMS_SAMPLE, sample_entities  # noqa: E402
+
+from preprocess.core import text_blocks  # noqa: E402
+from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE, table_writers  # noqa: E402
+from preprocess.core.languages import DEFAULT_LANGUAGES  # noqa: E402
+from preprocess.stages.ingest import LANGUAGE_FALLBACKS, BlockParser, ParseConfig, ingest  # noqa: E402
 
 # Share of statement groups, sitelinks and other-language terms each copy keeps, cycled: a few whole famous items,
 # mostly thinned ones, so that the mean entity is near the real dump's (~1.5 TB / ~110M entities ~ 14 KB).
