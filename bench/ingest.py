@@ -19,9 +19,9 @@ Timed, in this process, ``--rounds`` times in turn (the best of each counts):
     in the first round).
 Prints MB/s of dump JSON, the ratios (targets: >= 3x the ujson loop on one worker; 2 workers >= 1.8x one worker
 on 2 cores; docs/design.md §4), by wall clock and by CPU time (steadier on a shared machine; for N workers, of
-every process, sampled from /proc), and checks that the tables of 1 and N workers are byte-identical. The wall-clock ratio of N workers
-needs N free cores; their CPU time says what the parallel path costs whatever else runs: N x CPU(1) / CPU(N) is
-the speed-up N idle cores would give if the work spread evenly.
+every process, sampled from /proc), and checks that the tables of 1 and N workers are byte-identical. The
+wall-clock ratio of N workers needs N free cores; their CPU time says what the parallel path costs whatever else
+runs: N x CPU(1) / CPU(N) is the speed-up N idle cores would give if the work spread evenly.
 
 Where the time goes (``--profile``; CPU seconds for the 1 GB dump, best of 3, measured at load average ~6 on the
 2-core VM, so all inflated alike):

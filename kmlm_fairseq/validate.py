@@ -11,8 +11,9 @@ the GPU when there is one.
 Output: OUT/results.csv in kmlm-eval's one-seed layout (columns task,model,lang,metric,value,count, which
 kmlm_eval/results.py reads as one seed; written here: the plugin does not import the evaluation) and OUT/results.md
 (languages down, losses across): task ``valid-loss``, metrics ``<stream>_loss`` in bits per predicted token as
-fairseq logs them, per language (and ``avg``, their unweighted mean), count = predicted tokens. The log gives each loss over all languages' tokens (sum of value x count / sum of
-count): with the same seed, the value fairseq's own validation logs.
+fairseq logs them, per language (and ``avg``, their unweighted mean), count = predicted tokens. The log gives each
+loss over all languages' tokens (sum of value x count / sum of count): with the same seed, the value fairseq's own
+validation logs.
 """
 import argparse
 import csv
