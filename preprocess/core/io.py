@@ -42,16 +42,20 @@ PARQUET_COMPRESSION = "zstd"
 
 class FixedGroupWriter:
     """A ParquetWriter that writes row groups of exactly ``rows_per_group`` rows (the last one shorter), whatever
-    the sizes of the tables it is given, so the file's bytes depend only on its rows."""
+    the sizes of the tables or record batches it is given, so the file's bytes depend only on its rows (what makes
+    the tables of any number of workers, and a merge of shards, byte-identical to a single run's)."""
 
     def __init__(self, path, schema, rows_per_group=None):
         self.schema, self.rows_per_group = schema, rows_per_group or ROWS_PER_GROUP
         self.writer = pq.ParquetWriter(path, schema, compression=PARQUET_COMPRESSION)
         self.pending, self.pending_rows, self.rows = [], 0, 0
 
-    def write(self, table):
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
+    def write(self, data):
+        """Append a pyarrow Table or RecordBatch whose columns follow the schema."""
+        if data.num_rows == 0:
+            return
+        self.pending.append(pa.Table.from_arrays(data.columns, schema=self.schema))
+        self.pending_rows += data.num_rows
         while self.pending_rows >= self.rows_per_group:
             self._flush(self.rows_per_group)
 

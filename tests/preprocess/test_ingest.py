@@ -10,6 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -393,6 +394,24 @@ def test_ingest_same_bytes_for_one_and_two_workers(tmp_path, small_row_groups, o
     run_ingest(overlapping_dumps, tmp_path / "two", workers=2, chunk_bytes=100_000)
     assert tables_bytes(tmp_path / "two") == tables_bytes(tmp_path / "one")
     assert pq.ParquetFile(tmp_path / "one" / ENTITIES_FILE).num_row_groups >= 3
+
+
+def test_tables_close_side_by_side_and_a_failed_close_is_not_lost(tmp_path, monkeypatch):
+    closed, original_close = [], tables.FixedGroupWriter.close
+
+    def close(writer):
+        table = "triples" if writer.schema.equals(tables.TRIPLES_SCHEMA) else "entities"
+        closed.append(table)
+        if table == "entities":
+            raise OSError("disk full")
+        original_close(writer)
+
+    monkeypatch.setattr(tables.FixedGroupWriter, "close", close)
+    with pytest.raises(OSError, match="disk full"), tables.table_writers(tmp_path, ["en"]) as (_, triples):
+        triples.write(pa.record_batch([pa.array(["Q1"]), pa.array(["P31"]), pa.array(["Q5"])],
+                                      schema=tables.TRIPLES_SCHEMA))
+    assert sorted(closed) == ["entities", "triples"]  # the other table was closed too
+    assert list(tmp_path.iterdir()) == []  # and, as the run failed, neither table was put in place
 
 
 @pytest.mark.parametrize("compressed, sizes", [(False, None), (True, None), (True, [1_000_000, 20_000_000])],
