@@ -23,21 +23,30 @@ every process, sampled from /proc), and checks that the tables of 1 and N worker
 wall-clock ratio of N workers needs N free cores; their CPU time says what the parallel path costs whatever else
 runs: N x CPU(1) / CPU(N) is the speed-up N idle cores would give if the work spread evenly.
 
-Where the time goes (``--profile``; CPU seconds for the 1 GB dump, best of 3, measured at load average ~6 on the
-2-core VM, so all inflated alike):
-  reading 8 MB blocks in the reading process (``iter_blocks``)            1.00 s
-  handing them to a worker: pickle + pipe + unpickle of the bytes         0.67 s
-  planning by position + reading in the worker (``iter_block_refs``)      0.59 s
-  msgspec decoding alone                                                  2.50 s
-  parsing: decoding + triples + entity columns (BlockParser)             5.07 s
-  results back to the writer: pickle + unpickle                           0.09 s
-  writing both Parquet tables (zstd)                                      0.13 s
-So before this change the reading process itself spent ~1.7 s per GB on reading and handing over bytes, a third
-of the parsing work, while also writing: with 2 workers it was the bottleneck (1.11x one worker, issue 17). The
-parsers now read their own blocks of an uncompressed dump, and the reading process is left ~0.2 s per GB
-(results and Parquet). In the parser, decoding is half; the rest was the cyclic garbage collector rescanning the
-decoded entities (~20%: paused while parsing), a Python loop per entity and term when building the columns
-(now map/zip and Arrow's coalesce/if_else) and a call per statement (now only for entity-valued ones).
+Where the time goes (``--profile``; CPU seconds for the 1 GB dump, best of 3, on the quiet 2-core VM, load ~1):
+  reading 8 MB blocks in the reading process (``iter_blocks``)            0.87 s
+  handing them to a worker: pickle + pipe + unpickle of the bytes         0.61 s
+  planning by position + reading in the worker (``iter_block_refs``)      0.50 s
+  msgspec decoding alone                                                  2.00 s
+  parsing: decoding + triples + entity columns (BlockParser)             4.44 s
+  results back to the writer: pickle + unpickle                           0.08 s
+  writing both Parquet tables (zstd)                                      0.16 s
+Reading and handing over bytes in the reading process once cost ~1.5 s per GB, a third of the parsing work, in
+the process that also writes: with 2 workers it was the bottleneck (1.11x one worker, issue 17). The parsers now
+read their own blocks of an uncompressed dump. In the parser, decoding is half; the rest was the cyclic garbage
+collector rescanning the decoded entities (~20%: paused while parsing), a Python loop per entity and term when
+building the columns (now map/zip and Arrow's coalesce/if_else) and a call per statement (now only for
+entity-valued ones).
+
+The wall time of 2 workers (``--profile`` times a run with each block's wall and CPU time recorded in its worker,
+bench/ingest_timeline.py; same run): 2.28 s = the workers' parsing, 3.75 s of CPU (2.0 s of wall each; the parse
+line above, timed in this process while it holds the whole dump's blocks, reads higher: a 1-worker run's whole CPU
+time, writing included, was 4.39 s), and the
+reading/writing process's 0.44 s of CPU (receiving results in the pool's threads ~0.15 s, the duplicate-id check
+~0.1 s, Parquet), shared by the 2 cores: (3.75 + 0.44) / 2 = 2.10 s; + 0.02 s until the first block starts;
++ 0.12 s after the last result, closing the tables, which no worker overlaps (with fewer than 100,000 entities
+every row group is encoded then). That tail was 0.13-0.14 s before the two tables were closed side by side
+(tables.close_side_by_side; now 0.09-0.12 s); the rest of the gap to 2x is the writer's CPU.
 
     python bench/ingest.py                          # 1 GB, 3 rounds
     python bench/ingest.py --size-mb 100 --rounds 1 # a quick check
@@ -62,7 +71,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 
-from process_tree import TreeSampler  # noqa: E402  (bench/, the script's directory)
+from ingest_timeline import parallel_timeline  # noqa: E402  (bench/, the script's directory)
+from process_tree import TreeSampler  # noqa: E402
 from samples import ITEMS_SAMPLE, sample_entities  # noqa: E402
 
 from preprocess.core import text_blocks  # noqa: E402
@@ -194,8 +204,9 @@ def timed_tree(fn):
     return wall, cpu + sampler.descendant_cpu_since_start(), result
 
 
-def profile(dump, languages=DEFAULT_LANGUAGES):
-    """CPU seconds of each part of ingest, each on the whole dump in this process (best of 3)."""
+def profile(dump, workers, languages=DEFAULT_LANGUAGES):
+    """CPU seconds of each part of ingest, each on the whole dump in this process (best of 3); then where the wall
+    time of a run on ``workers`` processes goes."""
     def best(fn):
         return min(timed(fn)[1] for _ in range(3))
 
@@ -233,6 +244,19 @@ def profile(dump, languages=DEFAULT_LANGUAGES):
     print("where the CPU time goes (this process, whole dump, best of 3):")
     for name, fn in parts:
         print(f"  {name:72s} {best(fn):6.3f} s")
+    with tempfile.TemporaryDirectory() as out:
+        run = min((parallel_timeline(dump, Path(out) / str(i), workers) for i in range(3)), key=lambda r: r["wall"])
+    print(f"where the wall time of {workers} worker processes goes (the fastest of 3 runs):")
+    print(f"  {'wall':72s} {run['wall']:6.3f} s")
+    print(f"  {'parsing, CPU of all workers (one process: the parse line above)':72s} {run['parse_cpu']:6.3f} s")
+    print(f"  {'parsing, wall of each worker (includes waiting for a core)':72s}"
+          + "".join(f" {w:6.3f}" for w in run["parse_wall_per_worker"]) + " s")
+    print(f"  {'the reading/writing process, CPU (results, duplicate ids, Parquet)':72s} {run['writer_cpu']:6.3f} s")
+    print(f"  {'until the first block starts':72s} {run['first_block_starts']:6.3f} s")
+    print(f"  {'after the last result: closing the tables (no worker left to overlap)':72s} "
+          f"{run['tail_after_last_result']:6.3f} s")
+    ideal = (run["parse_cpu"] + run["writer_cpu"]) / workers + run["tail_after_last_result"]
+    print(f"  {f'(parsing + reading/writing CPU) / {workers} + the tail':72s} {ideal:6.3f} s")
 
 
 def main():
@@ -265,7 +289,7 @@ def main():
         identical = all((Path(tmp) / "w1" / name).read_bytes() == (Path(tmp) / "wn" / name).read_bytes()
                         for name in (ENTITIES_FILE, TRIPLES_FILE))
         if args.profile:
-            profile(dump)
+            profile(dump, args.workers)
     wall = {name: min(w for w, _ in values) for name, values in times.items()}
     cpu = {name: min(c for _, c in values) for name, values in times.items()}
     mbps = lambda seconds: size / seconds / 1e6  # noqa: E731

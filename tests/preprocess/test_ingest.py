@@ -8,6 +8,8 @@ import json
 import logging
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +22,7 @@ from preprocess.core.errors import UserFacingError
 from preprocess.core.formats import tables
 from preprocess.core.formats.tables import ENTITIES_FILE, TRIPLES_FILE
 from preprocess.stages import ingest, merge
+from tests.conftest import REPO_ROOT
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CURRENT = DATA / "opentapioca_sample_items.json.bz2"  # claims carry "id"
@@ -472,3 +475,18 @@ def test_ingest_help_documents_zh_fallback_and_filters():
     text = " ".join(parser.format_help().split())
     assert ", ".join(ZH_ORDER) in text
     assert "head AND tail" in text and "# comments" in text and "--shard I/N" in text
+
+
+def test_ingest_bench_runs_and_accounts_for_the_parallel_run():
+    """bench/ingest.py on a small dump (3 blocks): it checks the tables of 1 and 2 workers itself, and --profile's
+    timed run (bench/ingest_timeline.py, whose parser the worker processes import by name) accounts for the wall
+    time of both workers."""
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "ingest.py"), "--size-mb", "20", "--rounds", "1",
+                           "--workers", "2", "--profile"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tables byte-identical: True" in done.stdout
+    timeline = dict(re.findall(r"^  (until the first block starts|after the last result[^\n]*?)\s+([\d.]+) s$",
+                               done.stdout, re.MULTILINE))
+    assert len(timeline) == 2 and all(float(seconds) >= 0 for seconds in timeline.values())
+    per_worker = re.search(r"parsing, wall of each worker[^\n]*?((?: +[\d.]+)+) s$", done.stdout, re.MULTILINE)
+    assert per_worker and len(per_worker[1].split()) == 2, done.stdout
