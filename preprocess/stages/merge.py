@@ -38,6 +38,7 @@ from preprocess.core.formats.tables import (
     table_writers,
 )
 from preprocess.core.io import write_text
+from preprocess.core.json_input import read_json
 from preprocess.core.parquet_input import ParquetInput
 
 logger = logging.getLogger("kmlm-preprocess merge")
@@ -63,7 +64,9 @@ def find_shards(output):
     if unfinished:
         raise UserFacingError(f"{len(unfinished)} of {count} shards are missing or unfinished in {shards_dir}: "
                               f"{', '.join(unfinished[:10])}{' ...' if len(unfinished) > 10 else ''}")
-    summaries = [json.loads((d / SUMMARY_FILE).read_text(encoding="utf-8")) for d in dirs]
+    summaries = [read_json(d / SUMMARY_FILE, f"{d / SUMMARY_FILE} disappeared while merging",
+                           lambda err, d=d: f"{d / SUMMARY_FILE}: not a JSON summary ({err}); re-run this shard")
+                 for d in dirs]
     _check_consistent(dirs, summaries)
     return dirs, summaries
 

@@ -93,6 +93,7 @@ from preprocess.core.formats.tables import (
     open_triples,
 )
 from preprocess.core.io import write_text
+from preprocess.core.json_input import json_objects
 from preprocess.core.languages import PIVOT_LANGUAGE
 from preprocess.core.report_render import KINDS, in_kind_order, render_markdown, write_plots
 from preprocess.core.seeds import rng_for
@@ -670,16 +671,11 @@ def xlr_files(directory, sizes, summary_file):
 
 
 def read_jsonl(path):
+    """The XLR samples of a JSON Lines file; a line that is not an object with every key of a sample is an error."""
     samples = []
     with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserFacingError(f"{path}:{number}: not valid JSON ({err})") from None
-            missing = [k for k in XLR_KEYS if not isinstance(sample, dict) or k not in sample]
+        for number, sample in json_objects(lines, path):
+            missing = [k for k in XLR_KEYS if k not in sample]
             if missing:
                 raise UserFacingError(f"{path}:{number}: missing key(s) {', '.join(missing)}")
             samples.append(sample)

@@ -449,6 +449,10 @@ def test_merge_refuses_missing_or_mismatched_shards(tmp_path):
     run_ingest(dump, tmp_path / "out", shard=(1, 3), languages=("en",))
     with pytest.raises(UserFacingError, match="languages"):
         merge.merge(tmp_path / "out")
+    summary = tmp_path / "out" / ingest.SHARDS_DIR / "00001-of-00003" / ingest.SUMMARY_FILE
+    summary.write_text(summary.read_text()[:40])  # a shard's summary cut short (a full disk, a copy interrupted)
+    with pytest.raises(UserFacingError, match=f"{re.escape(str(summary))}: not a JSON summary .*re-run this shard"):
+        merge.merge(tmp_path / "out")
     assert not (tmp_path / "out" / ENTITIES_FILE).exists()
 
 

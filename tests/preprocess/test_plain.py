@@ -158,6 +158,9 @@ def test_plain_slurm_parts_gather_to_the_single_run(corpus):
     last.rename(parts / "moved.json")  # as if the last task had not finished
     with pytest.raises(UserFacingError, match="parts not finished .*00003-of-00004"):
         gather_parts(parts / "plain")
+    last.write_text("")  # a damaged summary (a copy cut short, a full disk)
+    with pytest.raises(UserFacingError, match="00003-of-00004/summary.json: not a JSON summary .*re-run part 00003"):
+        gather_parts(parts / "plain")
     (parts / "moved.json").rename(last)
     assert cli.main(["plain", "--gather", "-o", str(parts)]) == 0
     shards = 0

@@ -30,6 +30,7 @@ import numpy as np
 
 from preprocess.core.errors import UserFacingError
 from preprocess.core.io import write_text
+from preprocess.core.json_input import read_json
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -268,7 +269,9 @@ def gather_parts(kind_dir):
     missing = [name for name in expected if not (parts_root / name / SUMMARY_FILE).exists()]
     if missing:
         raise UserFacingError(f"{parts_root}: parts not finished (no {SUMMARY_FILE}): {', '.join(missing)}")
-    summaries = [json.loads((parts_root / name / SUMMARY_FILE).read_text()) for name in expected]
+    summaries = [read_json(parts_root / name / SUMMARY_FILE, f"{parts_root / name / SUMMARY_FILE} disappeared",
+                           lambda err, name=name: f"{parts_root / name / SUMMARY_FILE}: not a JSON summary ({err}); "
+                                                  f"re-run part {name}") for name in expected]
     languages = sorted({lang.name for name in expected for lang in (parts_root / name).iterdir() if lang.is_dir()})
     datasets = {}
     for lang in languages:
