@@ -88,24 +88,10 @@ def load_tagged(directory, split, dictionary):
     for prefix in shard_prefixes(directory, split):
         if not MMapIndexedDataset.exists(prefix + TAGS_SUFFIX):
             raise FileNotFoundError(f"{prefix}.bin has no span tags: expected {prefix}{TAGS_SUFFIX}.bin/.idx")
-        tokens, token_sizes = checked_dataset(prefix)
-        tags, tag_sizes = checked_dataset(prefix + TAGS_SUFFIX, TAG_DTYPE)
-        if not np.array_equal(token_sizes, tag_sizes):
-            raise ValueError(misaligned(prefix, token_sizes, tag_sizes))
-        tokens = PrependTokenDataset(tokens, dictionary.bos())
-        tags = PrependTokenDataset(tags, SPECIAL_TAG)
-        shards.append(TaggedTokensDataset(tokens, tags, name=prefix))
+        tokens, tags = checked_dataset(prefix)[0], checked_dataset(prefix + TAGS_SUFFIX, TAG_DTYPE)[0]
+        shards.append(TaggedTokensDataset(tokens, tags, dictionary.bos(), SPECIAL_TAG,
+                                          name=f"{prefix}.bin/.idx and {prefix}{TAGS_SUFFIX}.bin/.idx"))
     return concat(shards)
-
-
-def misaligned(prefix, token_sizes, tag_sizes):
-    """What is wrong when a tag dataset does not hold one tag per token of its token dataset."""
-    where = f"{prefix}.bin/.idx and {prefix}{TAGS_SUFFIX}.bin/.idx"
-    if len(token_sizes) != len(tag_sizes):
-        return f"{where}: {len(token_sizes)} token samples but {len(tag_sizes)} tag samples"
-    first = int(np.flatnonzero(token_sizes != tag_sizes)[0])
-    return (f"{where}: sample {first} has {token_sizes[first]} tokens but {tag_sizes[first]} tags "
-            f"({int((token_sizes != tag_sizes).sum())} samples differ)")
 
 
 def temperature_sizes(lengths, alpha):
