@@ -118,6 +118,22 @@ def test_exports_the_gpu_trained_checkpoint(data, tiny_fp16_run, tmp_path):
     assert (tmp_path / "hf" / "config.json").exists() and (tmp_path / "hf" / "model.safetensors").exists()
 
 
+def test_the_gpu_checks_benchmark_runs_on_cpu_with_its_data_and_dictionary(data):
+    """Step 3 of run/gpu_check.sh (bench/train_step.py on the bundled data with XLM-R's 250,002 symbols), where a CPU
+    can run it: tiny model, bf16, two updates. Both tasks train and the ratio is printed; its value means nothing
+    here."""
+    command = [sys.executable, "bench/train_step.py", "--device", "cpu", "--model", "tiny", "--precision", "bf16",
+               "--data", str(data), "--vocab-size", "250002", "--batch-size", "4", "--tokens-per-sample", "128",
+               "--updates", "2", "--rounds", "1"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "250,002 symbols" in result.stdout and ", bf16, " in result.stdout
+    for task in ("kmlm_reasoning  3 streams", "masked_lm       1 stream "):
+        assert re.search(rf"^  {task} x +\d+ +[\d.]+ ms .* [\d,]+ tokens/s$", result.stdout, re.MULTILINE), task
+    assert re.search(r"^ratio kmlm_reasoning / masked_lm step time: [\d.]+x", result.stdout, re.MULTILINE)
+
+
 def run_gpu_check(venv):
     return subprocess.run(["bash", "run/gpu_check.sh"], cwd=REPO_ROOT, env={**os.environ, "KMLM_VENV": str(venv)},
                           capture_output=True, text=True, timeout=300)
