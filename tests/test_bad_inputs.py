@@ -160,7 +160,8 @@ def test_training_data_without_valid_split_is_a_warning_per_stream_then_a_clear_
 # --- Unknown config key ---------------------------------------------------------------------------------------------
 def test_unknown_config_key_is_hydras_clear_message(tmp_path):
     command = [Path(sys.executable).parent / "fairseq-hydra-train", "--config-dir", "configs",
-               "--config-name", "tiny_cpu", f"task.data={tmp_path}", f"checkpoint.save_dir={tmp_path / 'ckpt'}", "task.no_such_key=1"]
+               "--config-name", "tiny_cpu", f"task.data={tmp_path}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+               "task.no_such_key=1"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "Could not override 'task.no_such_key'" in result.stderr

@@ -109,8 +109,8 @@ def convert(args):
         reference = hf_model
         if abs(config.layer_norm_eps - FAIRSEQ_LAYER_NORM_EPS) > 1e-12:
             reference = bert_with_fairseq_eps(hf_model)
-            eps_effect = max_logit_difference(fairseq_model, hf_model, pad_batch([t[:max_positions] for t in text_ids], dictionary.pad()), perm,
-                                              dictionary.pad())
+            check_batch = pad_batch([t[:max_positions] for t in text_ids], dictionary.pad())
+            eps_effect = max_logit_difference(fairseq_model, hf_model, check_batch, perm, dictionary.pad())
             logger.warning("layer_norm_eps %g becomes fairseq's %g: max |Δlogit| on the check texts %.2e",
                            config.layer_norm_eps, FAIRSEQ_LAYER_NORM_EPS, eps_effect)
         check_logits(fairseq_model, reference, perm, dictionary, text_ids, max_positions, args.tolerance)

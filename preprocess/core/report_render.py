@@ -476,7 +476,8 @@ def md_reasoning(report, plots):
 
 def md_xlr(report, plots):
     x = report["xlr"]
-    langs = sorted({lang for per in x["samples"].values() for lang in per}, key=lambda l: (l != PIVOT_LANGUAGE, l))
+    langs = sorted({lang for per in x["samples"].values() for lang in per},
+                   key=lambda code: (code != PIVOT_LANGUAGE, code))
     rows = [[split] + [per_lang.get(lang) for lang in langs] + [x["distinct_cycles"][split],
                                                                 x["distinct_answer_relations"][split]]
             for split, per_lang in x["samples"].items()]

@@ -21,7 +21,8 @@ def fairseq_hub(checkpoint, data_bin):
 
 
 def test_export_writes_hf_files(exported_hf):
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(os.listdir(exported_hf))
+    written = set(os.listdir(exported_hf))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= written
     config = json.loads((exported_hf / "config.json").read_text())
     assert config["architectures"] == ["XLMRobertaForMaskedLM"] and config["model_type"] == "xlm-roberta"
     assert config["max_position_embeddings"] == 66 and config["type_vocab_size"] == 1

@@ -14,7 +14,8 @@ from kmlm_fairseq.export.verify import DEFAULT_TEXTS
 from preprocess.core.errors import UserFacingError
 from tests.export import tiny
 
-TEXTS = DEFAULT_TEXTS + ("  Köln   ist eine   Stadt ", "Привет 😀 ＡＢＣ ①", "école\tStraße", "xyz qqq the", "", "Paris.")
+TEXTS = DEFAULT_TEXTS + ("  Köln   ist eine   Stadt ", "Привет 😀 ＡＢＣ ①", "école\tStraße", "xyz qqq the", "",
+                         "Paris.")
 
 
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
@@ -49,7 +50,8 @@ def test_tokenizer_check_fails_on_a_different_dictionary(tmp_path):
     other = load_dictionary(tiny.write_dict(spm_path, tmp_path / "b.txt", shuffle_seed=2))
     tokenizer = build_spm_tokenizer(spm_path, ours, tmp_path / "a.txt", model_max_length=64)
     with pytest.raises(UserFacingError, match="disagrees with fairseq"):
-        check_same_ids(TEXTS, FairseqTextEncoder(other, spm_path=spm_path), tokenizer, vocab_permutation(tokenizer, ours))
+        check_same_ids(TEXTS, FairseqTextEncoder(other, spm_path=spm_path), tokenizer,
+                       vocab_permutation(tokenizer, ours))
 
 
 def test_dict_missing_sentencepiece_pieces_is_refused(tmp_path):

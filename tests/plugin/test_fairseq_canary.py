@@ -17,7 +17,8 @@ UPDATE_LOSS = re.compile(r"loss=([0-9.]+).*num_updates=(\d+),")
 def write_corpus(path, lines=300, seed=0):
     rng = random.Random(seed)
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(5, 15))) for _ in range(lines)) + "\n")
+    sentences = (" ".join(rng.choice(words) for _ in range(rng.randint(5, 15))) for _ in range(lines))
+    path.write_text("\n".join(sentences) + "\n")
 
 
 @pytest.fixture(scope="module")

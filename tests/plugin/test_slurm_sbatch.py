@@ -23,7 +23,8 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 """
 FAKE_SCONTROL = """#!/usr/bin/env bash
-if [[ $1 == show && $2 == hostnames ]]; then printf 'gpu-node-1\\ngpu-node-2\\n'; else echo "$*" >> "$FAKE_LOG/scontrol"; fi
+if [[ $1 == show && $2 == hostnames ]]; then printf 'gpu-node-1\\ngpu-node-2\\n'
+else echo "$*" >> "$FAKE_LOG/scontrol"; fi
 """
 FAKE_TRAIN = """#!/usr/bin/env bash
 printf '%s\\n' "$@" > "$FAKE_LOG/rank$SLURM_PROCID"

@@ -168,9 +168,11 @@ def test_cycles_match_networkx_on_real_sample(tmp_path, sample_triples):
 def test_cycles_after_ingest_on_real_sample(tmp_path, sample_triples):
     """The real pipeline: ingest's triples.parquet of the sample -> cycles, against networkx on the same triples."""
     tables, out = tmp_path / "tables", tmp_path / "cycles"
-    ingest = ["ingest", "-i", str(TEST_DATA / "opentapioca_sample_items.json.bz2"), "-o", str(tables), "--workers", "1"]
+    ingest = ["ingest", "-i", str(TEST_DATA / "opentapioca_sample_items.json.bz2"), "-o", str(tables),
+              "--workers", "1"]
     assert cli.main(ingest) == 0
-    cycles = ["cycles", "--input", str(tables), "--output", str(out), "--max-apexes", "0", "--max-cycles-per-entity", "0"]
+    cycles = ["cycles", "--input", str(tables), "--output", str(out), "--max-apexes", "0",
+              "--max-cycles-per-entity", "0"]
     assert cli.main(cycles) == 0
     triples = [tuple(row.values()) for row in pq.read_table(tables / "triples.parquet").to_pylist()]
     assert sorted(triples) == sorted(sample_triples)

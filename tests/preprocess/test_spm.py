@@ -160,7 +160,8 @@ def test_training_text_of_samples_renders_sentences_and_spreads_over_row_groups(
 
 
 def test_encode_lines_fast_buffer_path_equals_the_public_fallback(tiny_tokenizer):
-    """encode_lines uses sentencepiece's private batch-buffer encoder when it probes right; the public path must agree."""
+    """encode_lines uses sentencepiece's private batch-buffer encoder when it probes right; the public path must
+    agree."""
     tokenizer = Tokenizer(tiny_tokenizer / SPM_FILE, tiny_tokenizer / DICT_FILE)
     assert tokenizer._encode_buffers is not None  # this sentencepiece has the fast path: the comparison is real
     texts = TEXTS[:12] + ["Xylophon 😀 qüz", "", "   ", "Ελλάδα"]
