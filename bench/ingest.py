@@ -13,13 +13,15 @@ entities), so most copies keep only a random share of the statement groups, site
 Timed, in this process, ``--rounds`` times in turn (the best of each counts):
   - a ujson loop extracting the same fields (labels/aliases/descriptions in 10 languages with the zh fallback,
     non-deprecated item-valued statements of items) into Python lists, writing nothing (its lists grow with the
-    dump, and the garbage collector's passes over them with it: ~73 MB/s on 100 MB, 35-53 MB/s on 1 GB here);
+    dump, and the garbage collector's passes over them with it: ~73 MB/s on 100 MB, 35-57 MB/s on 1 GB here);
+  - the same loop with the garbage collector off (as our parser has it while parsing): 106-129 MB/s on 1 GB, and
+    one worker 1.9-2.1x it: about half of our ~4x over the plain loop is that loop's collector;
   - our ingest with 1 worker (parsing in the reading process), writing both Parquet tables;
   - our ingest with ``--workers`` parser processes (the forkserver that starts them is started once per process,
     in the first round).
 Prints MB/s of dump JSON, the ratios (targets: >= 3x the ujson loop on one worker; 2 workers >= 1.8x one worker
 on 2 cores; docs/design.md §4), by wall clock and by CPU time (steadier on a shared machine; for N workers, of
-every process, sampled from /proc), and checks that the tables of 1 and N workers are byte-identical. The
+every process, from /proc), and checks that the tables of 1 and N workers are byte-identical. The
 wall-clock ratio of N workers needs N free cores; their CPU time says what the parallel path costs whatever else
 runs: N x CPU(1) / CPU(N) is the speed-up N idle cores would give if the work spread evenly.
 
@@ -46,13 +48,19 @@ reading/writing process's 0.44 s of CPU (receiving results in the pool's threads
 ~0.1 s, Parquet), shared by the 2 cores: (3.75 + 0.44) / 2 = 2.10 s; + 0.02 s until the first block starts;
 + 0.12 s after the last result, closing the tables, which no worker overlaps (with fewer than 100,000 entities
 every row group is encoded then). That tail was 0.13-0.14 s before the two tables were closed side by side
-(tables.close_side_by_side; now 0.09-0.12 s); the rest of the gap to 2x is the writer's CPU.
+(tables.close_side_by_side; now 0.09-0.12 s); the rest of the gap to 2x is the writer's CPU. Counted exactly
+(``timed_tree``: the forkserver's CPU includes the workers it reaped), all processes of a 2-worker run take
+1.02-1.07x one worker's CPU (bound 1.87-1.97x). Two things tried and dropped: handing results over through Arrow
+files in /dev/shm instead of the pool's pipe (writer CPU -0.06 s, total and wall unchanged), and parsing in two
+processes at once, which costs no more CPU per block than in one (no contention for caches here). The wall ratio
+of a whole run moves with the VM: best-of-3 ratios of 1.75-2.00x on the same day, same code.
 
     python bench/ingest.py                          # 1 GB, 3 rounds
     python bench/ingest.py --size-mb 100 --rounds 1 # a quick check
     python bench/ingest.py --profile                # and where the time goes
 """
 import argparse
+import gc
 import hashlib
 import json
 import logging
@@ -72,7 +80,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 
 from ingest_timeline import parallel_timeline  # noqa: E402  (bench/, the script's directory)
-from process_tree import TreeSampler  # noqa: E402
+from process_tree import children_cpu, reaped_children_cpu  # noqa: E402
 from samples import ITEMS_SAMPLE, sample_entities  # noqa: E402
 
 from preprocess.core import text_blocks  # noqa: E402
@@ -186,6 +194,16 @@ def ujson_loop(path, languages=DEFAULT_LANGUAGES):
     return len(rows), len(heads)
 
 
+def without_gc(fn, *args):
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def timed(fn):
     """(wall seconds, CPU seconds of this process, fn's result); the CPU time is what other load on the machine
     disturbs least, for the single-process runs."""
@@ -195,13 +213,13 @@ def timed(fn):
 
 
 def timed_tree(fn):
-    """``timed``, the CPU time including every descendant process (worker pools, the forkserver's increase)."""
-    sampler = TreeSampler(os.getpid(), interval=0.05, rescan=10)
-    sampler.start()
+    """``timed``, the CPU time including every descendant process: of this process's children and the processes
+    they waited for (the forkserver reaps the pool's workers), and of the children this process waited for; read
+    before and after the run, exact: the workers have exited and been reaped when ingest returns."""
+    children, reaped = children_cpu(os.getpid()), reaped_children_cpu()
     wall, cpu, result = timed(fn)
-    sampler.stopped.set()
-    sampler.join()
-    return wall, cpu + sampler.descendant_cpu_since_start(), result
+    descendants = sum(seconds - children.get(pid, 0.0) for pid, seconds in children_cpu(os.getpid()).items())
+    return wall, cpu + descendants + reaped_children_cpu() - reaped, result
 
 
 def profile(dump, workers, languages=DEFAULT_LANGUAGES):
@@ -274,7 +292,8 @@ def main():
         size, n_entities = build_dump(dump, args.size_mb)
         print(f"dump: {size / 1e6:.0f} MB, {n_entities:,} current-format entities (mean {size / n_entities / 1e3:.1f} "
               f"kB), uncompressed ({dump})")
-        runs = {"ujson": lambda: ujson_loop(dump), "1": lambda: ingest(dump, Path(tmp) / "w1", workers=1),
+        runs = {"ujson": lambda: ujson_loop(dump), "ujson_no_gc": lambda: without_gc(ujson_loop, dump),
+                "1": lambda: ingest(dump, Path(tmp) / "w1", workers=1),
                 "n": lambda: ingest(dump, Path(tmp) / "wn", workers=args.workers)}
         times = {name: [] for name in runs}
         for _ in range(args.rounds):
@@ -298,8 +317,12 @@ def main():
     print("                                             wall MB/s  (x ujson)   CPU MB/s  (x ujson)")
     print(f"ujson.loads line loop, 1 process, no output {mbps(wall['ujson']):7.1f}              "
           f"{mbps(cpu['ujson']):7.1f}")
+    print(f"  the same, garbage collector off           {mbps(wall['ujson_no_gc']):7.1f}              "
+          f"{mbps(cpu['ujson_no_gc']):7.1f}")
     print(f"ingest, 1 worker, writes both tables        {mbps(wall['1']):7.1f}  ({wall['ujson'] / wall['1']:4.2f}x)"
           f"      {mbps(cpu['1']):7.1f}  ({cpu['ujson'] / cpu['1']:4.2f}x)   target >= 3x")
+    print(f"  against the loop with the collector off                ({wall['ujson_no_gc'] / wall['1']:4.2f}x)"
+          f"                ({cpu['ujson_no_gc'] / cpu['1']:4.2f}x)")
     print(f"ingest, {args.workers} worker processes                {mbps(wall['n']):7.1f}  "
           f"({wall['ujson'] / wall['n']:4.2f}x)")
     print(f"{args.workers} workers / 1 worker (wall): {wall['1'] / wall['n']:.2f}x (target >= 1.8x with 2 workers on 2 "

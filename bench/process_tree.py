@@ -1,19 +1,45 @@
-"""The CPU time and memory of a process and its descendants (worker pools, forkservers), sampled from /proc, for
-the benchmarks whose work runs in more than one process (bench/scale.py, bench/ingest.py)."""
+"""The CPU time and memory of a process and its descendants (worker pools, forkservers), from /proc, for the
+benchmarks whose work runs in more than one process (bench/scale.py, bench/ingest.py)."""
 import os
+import resource
 import threading
 
 CLOCK_TICKS, PAGE_SIZE = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
 
 
-def process_stat(pid):
-    """(parent pid, RSS bytes, CPU seconds) of a process, or None if it has ended."""
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (state first), or None if the process has ended."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+            return f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
+
+
+def process_stat(pid):
+    """(parent pid, RSS bytes, CPU seconds) of a process, or None if it has ended."""
+    fields = stat_fields(pid)
+    if fields is None:
+        return None
     return int(fields[1]), int(fields[21]) * PAGE_SIZE, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_cpu(pid):
+    """{child pid: CPU seconds of the child and of every descendant it has waited for} for the direct children of
+    ``pid`` (utime + stime + cutime + cstime of /proc/PID/stat: a forkserver's count includes the pool workers it
+    reaped, so nothing needs to be sampled while they run)."""
+    cpu = {}
+    for child, (ppid, _, _) in process_table().items():
+        fields = stat_fields(child) if ppid == pid else None
+        if fields is not None:
+            cpu[child] = sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK_TICKS
+    return cpu
+
+
+def reaped_children_cpu():
+    """CPU seconds of the children this process has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def process_table():

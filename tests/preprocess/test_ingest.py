@@ -489,6 +489,8 @@ def test_ingest_bench_runs_and_accounts_for_the_parallel_run():
                            "--workers", "2", "--profile"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tables byte-identical: True" in done.stdout
+    cpu = re.search(r"CPU time of all processes: 1 worker ([\d.]+) s, 2 workers ([\d.]+) s", done.stdout)
+    assert cpu and float(cpu[2]) > 0.7 * float(cpu[1]), done.stdout  # the workers' CPU is counted, not only ours
     timeline = dict(re.findall(r"^  (until the first block starts|after the last result[^\n]*?)\s+([\d.]+) s$",
                                done.stdout, re.MULTILINE))
     assert len(timeline) == 2 and all(float(seconds) >= 0 for seconds in timeline.values())
