@@ -43,5 +43,10 @@ def map_ordered(make_worker, worker_args, items, workers, preload=()):
 
 
 # --- Shared with the plain-text stage: workers, held-out hashing, writers, options ---------------------------
+def usable_cpus():
+    return len(os.sched_getaffinity(0))
+
+
 def default_workers():
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+    """One process per usable CPU but one, left to the process that reads and writes."""
+    return max(1, usable_cpus() - 1)

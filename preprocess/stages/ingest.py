@@ -118,7 +118,7 @@ from preprocess.core.formats.tables import (
 )
 from preprocess.core.io import write_text
 from preprocess.core.languages import DEFAULT_LANGUAGES, parse_languages
-from preprocess.core.workers import default_workers, map_ordered
+from preprocess.core.workers import default_workers, map_ordered, usable_cpus
 
 logger = logging.getLogger("kmlm-preprocess ingest")
 
@@ -657,10 +657,11 @@ def add_arguments(parser):
     parser.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES),
                         help="languages of the label/aliases/description columns, comma or space separated "
                              f"(default: %(default)s); zh falls back through {', '.join(LANGUAGE_FALLBACKS['zh'])}")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="parser processes beside the reading process; 1 parses in the reading process; for "
-                             "an uncompressed dump the reading process is nearly idle, so use every CPU "
-                             "(default: usable CPUs - 1 = %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parser processes beside the reading process; 1 parses in the reading process "
+                             f"(default: every usable CPU, {usable_cpus()}, for uncompressed dumps, whose reading "
+                             f"process is nearly idle; one fewer, {default_workers()}, for compressed ones, whose "
+                             "reading process decompresses)")
     parser.add_argument("--entity-list", type=Path, metavar="FILE",
                         help="keep only triples whose head and tail are listed, and only the listed items")
     parser.add_argument("--relation-list", type=Path, metavar="FILE",
@@ -674,7 +675,20 @@ def add_arguments(parser):
                         help="MB of dump lines per block handed to a parser (default: %(default)s)")
 
 
+def default_ingest_workers(inputs):
+    """Every usable CPU when every input is an uncompressed dump (its parsers read their own blocks, so the
+    reading process only plans and writes); one fewer when the reading process decompresses."""
+    paths = [Path(p) for p in inputs]
+    if all(p.is_file() and text_blocks.detect_format(p) == text_blocks.PLAIN for p in paths):
+        logger.info("--workers %d (default): every usable CPU, as the input is uncompressed", usable_cpus())
+        return usable_cpus()
+    logger.info("--workers %d (default): the usable CPUs but one, which decompresses", default_workers())
+    return default_workers()
+
+
 def run(args):
+    if args.workers is None:
+        args.workers = default_ingest_workers(args.input)
     if args.workers < 1:
         raise UserFacingError(f"--workers must be at least 1, got {args.workers}")
     if args.chunk_mb <= 0:

@@ -496,3 +496,24 @@ def test_ingest_bench_runs_and_accounts_for_the_parallel_run():
     assert len(timeline) == 2 and all(float(seconds) >= 0 for seconds in timeline.values())
     per_worker = re.search(r"parsing, wall of each worker[^\n]*?((?: +[\d.]+)+) s$", done.stdout, re.MULTILINE)
     assert per_worker and len(per_worker[1].split()) == 2, done.stdout
+
+
+def test_default_workers_take_every_cpu_for_an_uncompressed_dump_and_leave_one_to_decompress(tmp_path, monkeypatch,
+                                                                                             caplog):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(4)))
+    plain = write_dump(tmp_path / "d.json", sample_entities(CURRENT)[:3])
+    packed = tmp_path / "d.json.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert ingest.default_ingest_workers([plain]) == 4
+    assert ingest.default_ingest_workers([packed]) == ingest.default_ingest_workers([plain, packed]) == 3
+    assert ingest.default_ingest_workers([tmp_path / "missing.json"]) == 3  # ingest itself then says it is missing
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert ingest.default_ingest_workers([packed]) == 1
+    parser = argparse.ArgumentParser()
+    ingest.add_arguments(parser)
+    args = parser.parse_args(["-i", str(plain), "-o", str(tmp_path / "out")])
+    assert args.workers is None  # resolved by run() from the inputs:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["ingest", "-i", str(plain), "-o", str(tmp_path / "out")]) == 0
+    assert "--workers 2 (default): every usable CPU, as the input is uncompressed" in caplog.text
