@@ -44,7 +44,11 @@ def map_ordered(make_worker, worker_args, items, workers, preload=()):
 
 # --- Shared with the plain-text stage: workers, held-out hashing, writers, options ---------------------------
 def usable_cpus():
-    return len(os.sched_getaffinity(0))
+    """The CPUs this process may run on, and no more than a SLURM task was given (SLURM_CPUS_PER_TASK), for a
+    cluster that allocates CPUs without binding the task to them."""
+    cpus = len(os.sched_getaffinity(0))
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cpus, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cpus
 
 
 def default_workers():

@@ -517,3 +517,17 @@ def test_default_workers_take_every_cpu_for_an_uncompressed_dump_and_leave_one_t
     with caplog.at_level(logging.INFO):
         assert cli.main(["ingest", "-i", str(plain), "-o", str(tmp_path / "out")]) == 0
     assert "--workers 2 (default): every usable CPU, as the input is uncompressed" in caplog.text
+
+
+def test_usable_cpus_are_capped_by_the_slurm_task(monkeypatch):
+    from preprocess.core import workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))  # a node that does not bind the task
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert workers.usable_cpus() == 32 and workers.default_workers() == 31
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    assert workers.usable_cpus() == 4 and workers.default_workers() == 3
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")  # more than this process may use: the affinity wins
+    assert workers.usable_cpus() == 32
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "")
+    assert workers.usable_cpus() == 32
