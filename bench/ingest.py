@@ -43,9 +43,9 @@ entity-valued ones).
 The wall time of 2 workers (``--profile`` times a run with each block's wall and CPU time recorded in its worker,
 bench/ingest_timeline.py; same run): 2.28 s = the workers' parsing, 3.75 s of CPU (2.0 s of wall each; the parse
 line above, timed in this process while it holds the whole dump's blocks, reads higher: a 1-worker run's whole CPU
-time, writing included, was 4.39 s), and the
-reading/writing process's 0.44 s of CPU (receiving results in the pool's threads ~0.15 s, the duplicate-id check
-~0.1 s, Parquet), shared by the 2 cores: (3.75 + 0.44) / 2 = 2.10 s; + 0.02 s until the first block starts;
+time, writing included, was 4.39 s), and the reading/writing process's 0.44 s of CPU (receiving results in the
+pool's threads 0.08-0.15 s, the duplicate-id check 0.03-0.06 s, Parquet 0.16 s, bookkeeping), shared by the 2
+cores: (3.75 + 0.44) / 2 = 2.10 s; + 0.02 s until the first block starts;
 + 0.12 s after the last result, closing the tables, which no worker overlaps (with fewer than 100,000 entities
 every row group is encoded then). That tail was 0.13-0.14 s before the two tables were closed side by side
 (tables.close_side_by_side; now 0.09-0.12 s); the rest of the gap to 2x is the writer's CPU. Counted exactly
