@@ -500,6 +500,7 @@ def test_ingest_bench_runs_and_accounts_for_the_parallel_run():
 
 def test_default_workers_take_every_cpu_for_an_uncompressed_dump_and_leave_one_to_decompress(tmp_path, monkeypatch,
                                                                                              caplog):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # the test may itself run inside a SLURM task
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(4)))
     plain = write_dump(tmp_path / "d.json", sample_entities(CURRENT)[:3])
     packed = tmp_path / "d.json.gz"
